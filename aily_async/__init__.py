@@ -1,0 +1,82 @@
+"""aily_async: an asyncio-native client for the Feishu/Lark Aily OpenAPI.
+
+::
+
+    async with AilyClient(app_id, app_secret) as client:
+        session = await client.sessions.create()
+        await client.messages.create(session.id, "What's on my calendar?")
+        run = await (await client.runs.create(session.id, app_id="spring_…__c"))
+"""
+
+from ._client import DEFAULT_LIMITS, AilyClient
+from ._errors import (
+    AilyAPIError,
+    AilyAuthError,
+    AilyClosedError,
+    AilyConnectionError,
+    AilyError,
+    AilyInvalidParamsError,
+    AilyNotFoundError,
+    AilyPermissionError,
+    AilyRateLimiterError,
+    AilyRateLimitError,
+    AilyResponseError,
+    AilyServerError,
+    AilyTimeoutError,
+    AilyTransportError,
+    AilyValidationError,
+    LimiterTimeout,
+    RunWaitTimeout,
+)
+from ._hooks import RequestEvent, ResponseEvent, RetryEvent
+from ._limiter import DOCUMENTED_QUOTAS, Limits, RateLimiter, TokenBucket
+from ._models import Message, Millis, Run, RunError, RunStatus, Sender, Session, Skill, SkillResult
+from ._polling import DurationStats, PollPolicy
+from ._retry import RetryPolicy
+from ._runs import RunHandle, RunResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DOCUMENTED_QUOTAS",
+    "AilyAPIError",
+    "AilyAuthError",
+    "AilyClient",
+    "AilyClosedError",
+    "AilyConnectionError",
+    "AilyError",
+    "AilyInvalidParamsError",
+    "AilyNotFoundError",
+    "AilyPermissionError",
+    "AilyRateLimitError",
+    "AilyRateLimiterError",
+    "AilyResponseError",
+    "AilyServerError",
+    "AilyTimeoutError",
+    "AilyTransportError",
+    "AilyValidationError",
+    "DurationStats",
+    "LimiterTimeout",
+    "Limits",
+    "Message",
+    "Millis",
+    "PollPolicy",
+    "RateLimiter",
+    "RequestEvent",
+    "ResponseEvent",
+    "RetryEvent",
+    "RetryPolicy",
+    "Run",
+    "RunError",
+    "RunHandle",
+    "RunResult",
+    "RunStatus",
+    "RunWaitTimeout",
+    "Sender",
+    "Session",
+    "Skill",
+    "SkillResult",
+    "TokenBucket",
+    "__version__",
+]

@@ -1,0 +1,97 @@
+"""When to poll a run: a backoff schedule, made smarter by the run durations seen so far.
+
+Every poll is a request the app's quota pays for, so the schedule aims at the fewest GETs per
+run for a given delay in noticing completion:
+
+* The first poll comes after ``interval``; later gaps grow by ``backoff`` up to
+  ``max_interval``, each with ±``jitter`` so that many runs started together do not poll in step.
+* ``adaptive=True`` (the default): once the client has seen ``min_samples`` runs end, the first
+  poll waits until the ``quantile`` of those durations (never less than ``interval``), since
+  polling before almost any run has ended is wasted, and later gaps are a fraction
+  (``backoff - 1``) of the run's age, so the delay in noticing completion stays proportional to
+  how long the run took.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections import deque
+from collections.abc import Iterator
+
+import attrs
+
+__all__ = ["DurationStats", "PollPolicy"]
+
+
+@attrs.frozen
+class PollPolicy:
+    """How a :class:`RunHandle` polls. See the module docstring."""
+
+    interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    backoff: float = attrs.field(default=1.5, validator=attrs.validators.ge(1))
+    max_interval: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    jitter: float = attrs.field(
+        default=0.1, validator=[attrs.validators.ge(0), attrs.validators.lt(1)]
+    )
+    adaptive: bool = True
+    quantile: float = attrs.field(
+        default=0.2, validator=[attrs.validators.gt(0), attrs.validators.lt(1)]
+    )
+    min_samples: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+
+    def delays(self, stats: DurationStats | None = None, age: float = 0.0) -> Iterator[float]:
+        """The waits before each poll of a run that is ``age`` seconds old (endless)."""
+        jitter = self.jitter
+        first = self.interval
+        adaptive = self.adaptive and stats is not None and len(stats) >= self.min_samples
+        if adaptive:
+            assert stats is not None
+            first = max(self.interval, stats.quantile(self.quantile) - age)
+        gap = first
+        while True:
+            wait = gap * (1 + random.uniform(-jitter, jitter)) if jitter else gap
+            age += wait
+            yield wait
+            if adaptive:
+                gap = min(self.max_interval, max(self.interval, age * (self.backoff - 1)))
+            else:
+                gap = min(self.max_interval, gap * self.backoff)
+
+
+class DurationStats:
+    """The durations (seconds) of the last ``size`` runs this client saw end."""
+
+    __slots__ = ("_recent", "_sorted")
+
+    def __init__(self, size: int = 256) -> None:
+        self._recent: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        """Record one run's duration."""
+        if seconds < 0:
+            return
+        if len(self._recent) == self._recent.maxlen:
+            oldest = self._recent[0]
+            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+        self._recent.append(seconds)
+        bisect.insort(self._sorted, seconds)
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile of the recorded durations (0 when none)."""
+        if not self._sorted:
+            return 0.0
+        index = min(len(self._sorted) - 1, int(q * len(self._sorted)))
+        return self._sorted[index]
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def __repr__(self) -> str:
+        if not self._sorted:
+            return "DurationStats(empty)"
+        return (
+            f"DurationStats(n={len(self)}, p20={self.quantile(0.2):.2f}s, "
+            f"p50={self.quantile(0.5):.2f}s)"
+        )

@@ -1,0 +1,480 @@
+"""The API surface: ``client.sessions``, ``client.messages``, ``client.runs``, ``client.skills``.
+
+Resources are thin: they check arguments, build the path and body, and hand the call to the
+client's one request seam; they turn ``data`` into models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import cattrs
+
+from . import _validation as v
+from ._errors import (
+    AilyConnectionError,
+    AilyError,
+    AilyInvalidParamsError,
+    AilyResponseError,
+    AilyServerError,
+    AilyTimeoutError,
+    AilyValidationError,
+)
+from ._models import Message, Run, Session, Skill, SkillResult, _converter
+from ._polling import PollPolicy
+from ._runs import RunHandle, RunResult
+
+if TYPE_CHECKING:
+    from ._client import AilyClient
+
+__all__ = ["Messages", "Runs", "Sessions", "Skills"]
+
+M = TypeVar("M")
+
+# Sessions document no length rule for these JSON strings; keep a generous sanity bound.
+_SESSION_JSON_MAX = 65536
+
+
+def _model(call: str, data: Mapping[str, Any], key: str, cls: type[M]) -> M:
+    raw = data.get(key)
+    if not isinstance(raw, Mapping):
+        raise AilyResponseError(
+            f"the answer's data.{key} is {type(raw).__name__}, expected an object", call=call
+        )
+    return _structure(call, raw, cls, f"data.{key}")
+
+
+def _structure(call: str, raw: Any, cls: type[M], where: str) -> M:
+    try:
+        return _converter.structure(raw, cls)
+    except Exception as exc:
+        details = "; ".join(cattrs.transform_error(exc, path=where)) or str(exc)
+        raise AilyResponseError(f"could not read {cls.__name__}: {details}", call=call) from None
+
+
+async def _pages(
+    client: AilyClient,
+    call: str,
+    path: str,
+    key: str,
+    cls: type[M],
+    params: dict[str, str],
+) -> AsyncIterator[M]:
+    """Walk every page of a list call, yielding models."""
+    token: str | None = None
+    seen: set[str] = set()
+    while True:
+        query = dict(params)
+        if token:
+            query["page_token"] = token
+        data = await client.request(call, "GET", path, params=query)
+        items = data.get(key) or []
+        if not isinstance(items, list):
+            raise AilyResponseError(f"data.{key} is not a list", call=call)
+        for index, raw in enumerate(items):
+            yield _structure(call, raw, cls, f"data.{key}[{index}]")
+        token = data.get("page_token") or None
+        if not data.get("has_more") or not token:
+            return
+        if not isinstance(token, str) or token in seen:
+            raise AilyResponseError(
+                "the service repeated a page token (pagination loop)", call=call
+            )
+        seen.add(token)
+
+
+class _Resource:
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AilyClient) -> None:
+        self._client = client
+
+
+class Sessions(_Resource):
+    """Sessions: one conversation between a user and an Aily app."""
+
+    __slots__ = ()
+
+    async def create(
+        self,
+        metadata: str | Mapping[str, Any] | None = None,
+        channel_context: str | Mapping[str, Any] | None = None,
+        *,
+        biz_user_id: str | None = None,
+    ) -> Session:
+        """Create a session. ``metadata``/``channel_context``: a dict or a JSON string."""
+        call = "sessions.create"
+        body = _session_body(call, metadata, channel_context)
+        data = await self._client.request(
+            call, "POST", "/sessions", body=body, safety="unsafe", biz_user_id=biz_user_id
+        )
+        return _model(call, data, "session", Session)
+
+    async def get(self, session_id: str, *, biz_user_id: str | None = None) -> Session:
+        """Fetch a session."""
+        call = "sessions.get"
+        sid = v.session_id(call, session_id)
+        data = await self._client.request(call, "GET", f"/sessions/{sid}", biz_user_id=biz_user_id)
+        return _model(call, data, "session", Session)
+
+    async def update(
+        self,
+        session_id: str,
+        *,
+        metadata: str | Mapping[str, Any] | None = None,
+        channel_context: str | Mapping[str, Any] | None = None,
+        biz_user_id: str | None = None,
+    ) -> Session:
+        """Update a session's ``metadata`` and/or ``channel_context``."""
+        call = "sessions.update"
+        sid = v.session_id(call, session_id)
+        body = _session_body(call, metadata, channel_context)
+        data = await self._client.request(
+            call, "PUT", f"/sessions/{sid}", body=body, safety="unsafe", biz_user_id=biz_user_id
+        )
+        return _model(call, data, "session", Session)
+
+    async def delete(self, session_id: str, *, biz_user_id: str | None = None) -> None:
+        """Delete a session (deleting is harmless to repeat, so it is retried)."""
+        call = "sessions.delete"
+        sid = v.session_id(call, session_id)
+        await self._client.request(call, "DELETE", f"/sessions/{sid}", biz_user_id=biz_user_id)
+
+
+def _session_body(call: str, metadata: object, channel_context: object) -> dict[str, str]:
+    body: dict[str, str] = {}
+    if metadata is not None:
+        body["metadata"] = v.json_text(call, "metadata", metadata, max_len=_SESSION_JSON_MAX)
+    if channel_context is not None:
+        body["channel_context"] = v.json_text(
+            call, "channel_context", channel_context, max_len=_SESSION_JSON_MAX
+        )
+    return body
+
+
+class Messages(_Resource):
+    """Messages in a session."""
+
+    __slots__ = ()
+
+    async def create(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        content_type: str = "MDX",
+        idempotent_id: str | None = None,
+        file_ids: Sequence[str] | None = None,
+        quote_message_id: str | None = None,
+        mentions: Sequence[Mapping[str, Any]] | None = None,
+        biz_user_id: str | None = None,
+    ) -> Message:
+        """Send a message. The ``idempotent_id`` (fresh when not given) is kept across retries,
+        so the service never stores the message twice."""
+        call = "messages.create"
+        sid = v.session_id(call, session_id)
+        v.check_str(call, "content", content, max_len=61440, required=True)
+        v.check_str(call, "content_type", content_type, max_len=64, required=True)
+        if idempotent_id is None:
+            idempotent_id = uuid.uuid4().hex
+        v.check_str(call, "idempotent_id", idempotent_id, max_len=64, required=True)
+        body: dict[str, Any] = {
+            "idempotent_id": idempotent_id,
+            "content_type": content_type,
+            "content": content,
+        }
+        if file_ids is not None:
+            body["file_ids"] = v.str_list(call, "file_ids", file_ids, max_items=32)
+        if quote_message_id is not None:
+            v.message_id(call, quote_message_id, "quote_message_id")
+            body["quote_message_id"] = quote_message_id
+        if mentions is not None:
+            if isinstance(mentions, str | bytes) or not all(
+                isinstance(m, Mapping) for m in mentions
+            ):
+                raise AilyValidationError("mentions", "must be a list of objects", call=call)
+            body["mentions"] = [dict(m) for m in mentions]
+        data = await self._client.request(
+            call,
+            "POST",
+            f"/sessions/{sid}/messages",
+            body=body,
+            safety="idempotent",
+            biz_user_id=biz_user_id,
+        )
+        return _model(call, data, "message", Message)
+
+    async def get(
+        self, session_id: str, message_id: str, *, biz_user_id: str | None = None
+    ) -> Message:
+        """Fetch one message."""
+        call = "messages.get"
+        sid = v.session_id(call, session_id)
+        mid = v.message_id(call, message_id)
+        data = await self._client.request(
+            call, "GET", f"/sessions/{sid}/messages/{mid}", biz_user_id=biz_user_id
+        )
+        return _model(call, data, "message", Message)
+
+    def list(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        with_partial_message: bool = False,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Message]:
+        """Iterate over the session's messages (all pages), optionally those of one run;
+        ``with_partial_message`` includes messages still being written."""
+        call = "messages.list"
+        sid = v.session_id(call, session_id)
+        params: dict[str, str] = {}
+        if run_id is not None:
+            v.run_id(call, run_id)
+            params["run_id"] = run_id
+        if with_partial_message:
+            params["with_partial_message"] = "true"
+        if page_size is not None:
+            params["page_size"] = str(v.page_size(call, page_size))
+        return _pages(self._client, call, f"/sessions/{sid}/messages", "messages", Message, params)
+
+
+class Runs(_Resource):
+    """Runs: the app reading a session and answering it."""
+
+    __slots__ = ()
+
+    async def create(
+        self,
+        session_id: str,
+        *,
+        app_id: str,
+        skill_id: str | None = None,
+        skill_input: str | Mapping[str, Any] | None = None,
+        metadata: str | Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        poll_interval: float | None = None,
+        biz_user_id: str | None = None,
+    ) -> RunHandle:
+        """Create a run and return a :class:`RunHandle` (``await`` it for the final run).
+
+        Never creates two runs: if an attempt fails in a way that leaves it unknown whether the
+        run was created (a dropped connection, a timeout, a 5xx), the session's runs are listed
+        and the run found there is adopted before anything is sent again.
+        """
+        call = "runs.create"
+        sid = v.session_id(call, session_id)
+        v.check_str(call, "app_id", app_id, max_len=64, required=True)
+        body: dict[str, str] = {"app_id": app_id}
+        if skill_id is not None:
+            v.check_str(call, "skill_id", skill_id, max_len=32, required=True)
+            body["skill_id"] = skill_id
+        if skill_input is not None:
+            if skill_id is None:
+                raise AilyValidationError(
+                    "skill_input", "only takes effect with skill_id; give both", call=call
+                )
+            body["skill_input"] = v.json_text(call, "skill_input", skill_input, max_len=255)
+        if metadata is not None:
+            body["metadata"] = v.json_text(call, "metadata", metadata, max_len=255)
+        if poll_interval is not None:
+            poll = PollPolicy(interval=poll_interval) if poll is None else poll
+        client = self._client
+        policy = client._retry
+        since_ms = int(time.time() * 1000) - 5000
+        uncertain = False
+        for attempt in range(policy.max_attempts):
+            try:
+                data = await client.request(
+                    call,
+                    "POST",
+                    f"/sessions/{sid}/runs",
+                    body=body,
+                    safety="unsafe",
+                    biz_user_id=biz_user_id,
+                    biz_user_id_max=64,
+                )
+                return RunHandle(client, _model(call, data, "run", Run), poll=poll)
+            except AilyError as exc:
+                ambiguous = _maybe_landed(exc)
+                if not ambiguous and not (uncertain and isinstance(exc, AilyInvalidParamsError)):
+                    raise
+                uncertain = True
+                landed = await self._find_landed(session_id, app_id, since_ms)
+                if landed is not None:
+                    return RunHandle(client, landed, poll=poll)
+                if not ambiguous or attempt + 1 >= policy.max_attempts:
+                    raise
+                await asyncio.sleep(policy.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _find_landed(self, session_id: str, app_id: str, since_ms: int) -> Run | None:
+        """The run an uncertain create left behind, if any: the session's active run, or the
+        newest one created by this app since the create began."""
+        best: Run | None = None
+        async for run in self.list(session_id):
+            if run.app_id not in (None, "", app_id):
+                continue
+            if run.status.is_active:
+                return run
+            if (
+                run.created_at is not None
+                and run.created_at >= since_ms
+                and (best is None or (best.created_at or 0) < run.created_at)
+            ):
+                best = run
+        return best
+
+    async def get(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
+        """Fetch a run once."""
+        call = "runs.get"
+        sid = v.session_id(call, session_id)
+        rid = v.run_id(call, run_id)
+        data = await self._client.request(
+            call, "GET", f"/sessions/{sid}/runs/{rid}", biz_user_id=biz_user_id
+        )
+        return _model(call, data, "run", Run)
+
+    def list(self, session_id: str, *, page_size: int | None = None) -> AsyncIterator[Run]:
+        """Iterate over the session's runs (all pages)."""
+        call = "runs.list"
+        sid = v.session_id(call, session_id)
+        params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
+        return _pages(self._client, call, f"/sessions/{sid}/runs", "runs", Run, params)
+
+    async def cancel(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
+        """Ask the service to cancel a run; returns the run as the service answered."""
+        call = "runs.cancel"
+        sid = v.session_id(call, session_id)
+        rid = v.run_id(call, run_id)
+        data = await self._client.request(
+            call, "POST", f"/sessions/{sid}/runs/{rid}/cancel", biz_user_id=biz_user_id
+        )
+        return _model(call, data, "run", Run)
+
+    def attach(self, run: Run, *, poll: PollPolicy | None = None) -> RunHandle:
+        """A :class:`RunHandle` for a run you already have (e.g. from ``runs.list``)."""
+        if run.session_id is None:
+            raise AilyValidationError(
+                "run.session_id", "is required to poll a run", call="runs.attach"
+            )
+        v.session_id("runs.attach", run.session_id, "run.session_id")
+        v.run_id("runs.attach", run.id, "run.id")
+        return RunHandle(self._client, run, poll=poll)
+
+    async def run(
+        self,
+        content: str,
+        *,
+        app_id: str,
+        session_id: str | None = None,
+        content_type: str = "MDX",
+        skill_id: str | None = None,
+        skill_input: str | Mapping[str, Any] | None = None,
+        metadata: str | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        poll: PollPolicy | None = None,
+        biz_user_id: str | None = None,
+    ) -> RunResult:
+        """The whole round trip in one await: send ``content`` (to a new session unless
+        ``session_id`` is given), create a run, wait for it, return it with its answer."""
+        if session_id is None:
+            session_id = (await self._client.sessions.create(biz_user_id=biz_user_id)).id
+        await self._client.messages.create(
+            session_id, content, content_type=content_type, biz_user_id=biz_user_id
+        )
+        handle = await self.create(
+            session_id,
+            app_id=app_id,
+            skill_id=skill_id,
+            skill_input=skill_input,
+            metadata=metadata,
+            poll=poll,
+            biz_user_id=biz_user_id,
+        )
+        return await handle.result(timeout)
+
+
+def _maybe_landed(exc: AilyError) -> bool:
+    """True when a write failed in a way that leaves unknown whether it took effect."""
+    if isinstance(exc, AilyConnectionError):
+        return exc.sent
+    return isinstance(exc, AilyTimeoutError | AilyServerError)
+
+
+class Skills(_Resource):
+    """Skills: call one directly, JSON in, JSON out."""
+
+    __slots__ = ()
+
+    async def start(
+        self,
+        app_id: str,
+        skill_id: str,
+        *,
+        query: str | None = None,
+        files: Iterable[str] | None = None,
+        variables: str | Mapping[str, Any] | None = None,
+        input: str | Mapping[str, Any] | None = None,
+        biz_user_id: str | None = None,
+    ) -> SkillResult:
+        """Start a skill and return its result (``.output`` as sent, ``.json()`` parsed).
+
+        Starting a skill may have effects, so it is retried only when the request certainly did
+        not reach the service (refused connection, 429, rejected token).
+        """
+        call = "skills.start"
+        aid = v.app_id(call, app_id)
+        kid = v.skill_id(call, skill_id)
+        body = _skill_body(call, query, files, variables, input)
+        data = await self._client.request(
+            call,
+            "POST",
+            f"/apps/{aid}/skills/{kid}/start",
+            body=body,
+            safety="unsafe",
+            biz_user_id=biz_user_id,
+        )
+        return _structure(call, data, SkillResult, "data")
+
+    async def get(self, app_id: str, skill_id: str, *, biz_user_id: str | None = None) -> Skill:
+        """Describe one skill."""
+        call = "skills.get"
+        aid = v.app_id(call, app_id)
+        kid = v.skill_id(call, skill_id)
+        data = await self._client.request(
+            call, "GET", f"/apps/{aid}/skills/{kid}", biz_user_id=biz_user_id
+        )
+        return _model(call, data, "skill", Skill)
+
+    def list(self, app_id: str, *, page_size: int | None = None) -> AsyncIterator[Skill]:
+        """Iterate over the app's skills (all pages)."""
+        call = "skills.list"
+        aid = v.app_id(call, app_id)
+        params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
+        return _pages(self._client, call, f"/apps/{aid}/skills", "skills", Skill, params)
+
+
+def _skill_body(
+    call: str, query: object, files: object, variables: object, input: object
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    global_variable: dict[str, Any] = {}
+    if query is not None:
+        v.check_str(call, "query", query, max_len=40960, required=False)
+        global_variable["query"] = query
+    if files is not None:
+        global_variable["files"] = v.str_list(call, "files", files, max_items=32)
+    if variables is not None:
+        global_variable["channel"] = {
+            "variables": v.json_text(call, "variables", variables, max_len=255)
+        }
+    if global_variable:
+        body["global_variable"] = global_variable
+    if input is not None:
+        body["input"] = v.json_text(call, "input", input, max_len=40960)
+    return body

@@ -1,0 +1,112 @@
+"""The retry policy: what is retried, how long to wait, and the one place ``backoff`` is used.
+
+Whether an error may be retried depends on the call's *safety*:
+
+* ``"idempotent"`` (reads, ``messages.create`` with its kept ``idempotent_id``, cancel): retried on
+  connection errors, timeouts, 5xx and 429.
+* ``"unsafe"`` (create run, start skill, session writes): retried only when the request certainly
+  did not take effect: the connection was never made, or the gateway answered 429.
+
+A 429 waits the server's ``x-ogw-ratelimit-reset`` (capped by ``max_reset_wait``); when a limiter
+is in use it has already been paused for that long, so the retry just queues behind it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Literal, TypeVar
+
+import attrs
+import backoff
+
+from ._errors import (
+    AilyConnectionError,
+    AilyError,
+    AilyRateLimitError,
+    AilyServerError,
+    AilyTimeoutError,
+)
+
+__all__ = ["RetryPolicy"]
+
+Safety = Literal["idempotent", "unsafe"]
+T = TypeVar("T")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how patiently failed requests are retried.
+
+    ``max_attempts`` counts the first try. Waits grow as ``base_delay * 2**n`` with full jitter,
+    capped at ``max_delay``. ``RetryPolicy.no_wait()`` keeps the attempts but drops the waits
+    (for tests).
+    """
+
+    max_attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    base_delay: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    max_delay: float = attrs.field(default=8.0, validator=attrs.validators.ge(0))
+    max_reset_wait: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+
+    @classmethod
+    def no_wait(cls, max_attempts: int = 4) -> RetryPolicy:
+        """A policy with the usual attempts and no waiting between them."""
+        return cls(max_attempts=max_attempts, base_delay=0.0, max_delay=0.0, max_reset_wait=0.0)
+
+    def delay(self, attempt: int) -> float:
+        """The jittered wait before retry number ``attempt`` (0-based)."""
+        ceiling = min(self.max_delay, self.base_delay * (2**attempt))
+        return random.uniform(0, ceiling) if ceiling > 0 else 0.0
+
+
+def is_retryable(exc: BaseException, safety: Safety) -> bool:
+    """Whether ``exc`` may be retried for a call of the given safety."""
+    if isinstance(exc, AilyRateLimitError):
+        return True
+    if isinstance(exc, AilyConnectionError) and not exc.sent:
+        return True
+    if safety == "idempotent":
+        return isinstance(exc, AilyConnectionError | AilyTimeoutError | AilyServerError)
+    return False
+
+
+def _waits(policy: RetryPolicy, limited: bool) -> Generator[float, BaseException | None, None]:
+    attempt = 0
+    exc = yield 0.0  # primed by backoff with send(None)
+    while True:
+        if isinstance(exc, AilyRateLimitError):
+            # With a limiter, it already paused for the reset: queue behind it at once.
+            wait = 0.0 if limited else min(exc.retry_after or 1.0, policy.max_reset_wait)
+        else:
+            wait = policy.delay(attempt)
+        attempt += 1
+        exc = yield wait
+
+
+def retrying(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    safety: Safety,
+    limited: bool,
+    on_retry: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+) -> Awaitable[T]:
+    """Call ``fn`` until it succeeds, a non-retryable error comes, or attempts run out."""
+    if policy.max_attempts == 1:
+        return fn()
+
+    def give_up(exc: Exception) -> bool:
+        return not is_retryable(exc, safety)
+
+    handlers: Any = [on_retry] if on_retry is not None else []
+    wrapped = backoff.on_exception(
+        lambda: _waits(policy, limited),
+        AilyError,
+        max_tries=policy.max_attempts,
+        giveup=give_up,
+        jitter=None,
+        on_backoff=handlers,
+        logger=None,
+    )(fn)
+    result: Awaitable[T] = wrapped()
+    return result
