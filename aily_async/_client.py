@@ -35,7 +35,7 @@ from ._errors import (
 from ._hooks import EventHooks, RequestEvent, ResponseEvent, RetryEvent, check_hooks, emit
 from ._limiter import Limits, RateLimiter
 from ._polling import DurationStats, PollPolicy
-from ._retry import RetryPolicy, Safety, retrying
+from ._retry import Retrier, RetryPolicy, Safety
 from ._validation import biz_user_id as _check_biz_user_id
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ class AilyClient:
         self._verify_ssl = verify_ssl
         self._max_response_size = max_response_size
         self._retry = retry or RetryPolicy()
+        self._retrier = Retrier(self._retry, self._retried)
         self._poll = poll or PollPolicy(interval=poll_interval)
         self._biz_user_id = (
             _check_biz_user_id("AilyClient", biz_user_id, max_len=64)
@@ -343,13 +344,7 @@ class AilyClient:
 
         for refresh in (False, True):
             try:
-                return await retrying(
-                    once,
-                    policy=self._retry,
-                    safety=safety,
-                    limited=limiter is not None,
-                    on_retry=self._on_retry(call),
-                )
+                return await self._retrier.run(once, call, safety, limiter is not None)
             except AilyAuthError as exc:
                 if (
                     refresh
@@ -361,18 +356,11 @@ class AilyClient:
 
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _on_retry(self, call: str) -> Any:
-        async def hook(details: dict[str, Any]) -> None:
-            exc = details.get("exception")
-            wait = float(details.get("wait") or 0.0)
-            self._stats.retries += 1
-            logger.info(
-                "%s: attempt %d failed (%s), retrying in %.2fs", call, details["tries"], exc, wait
-            )
-            if self._hooks["retry"] and isinstance(exc, BaseException):
-                await emit(self._hooks["retry"], RetryEvent(call, details["tries"], wait, exc))
-
-        return hook
+    async def _retried(self, call: str, tries: int, wait: float, exc: BaseException) -> None:
+        self._stats.retries += 1
+        logger.info("%s: attempt %d failed (%s), retrying in %.2fs", call, tries, exc, wait)
+        if self._hooks["retry"]:
+            await emit(self._hooks["retry"], RetryEvent(call, tries, wait, exc))
 
     async def _token(self, call: str) -> str:
         try:
@@ -393,7 +381,7 @@ class AilyClient:
                 session, "auth.token", "POST", url, TOKEN_PATH, headers, data, None, 1, raw=True
             )
 
-        return await retrying(once, policy=self._retry, safety="idempotent", limited=False)
+        return await self._retrier.run(once, "auth.token", "idempotent", False)
 
     async def _exchange(
         self,

@@ -28,7 +28,7 @@ from ._errors import (
     AilyTimeoutError,
 )
 
-__all__ = ["RetryPolicy"]
+__all__ = ["Retrier", "RetryPolicy"]
 
 Safety = Literal["idempotent", "unsafe"]
 T = TypeVar("T")
@@ -83,30 +83,59 @@ def _waits(policy: RetryPolicy, limited: bool) -> Generator[float, BaseException
         exc = yield wait
 
 
-def retrying(
-    fn: Callable[[], Awaitable[T]],
-    *,
-    policy: RetryPolicy,
-    safety: Safety,
-    limited: bool,
-    on_retry: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
-) -> Awaitable[T]:
-    """Call ``fn`` until it succeeds, a non-retryable error comes, or attempts run out."""
-    if policy.max_attempts == 1:
-        return fn()
+RetryHook = Callable[[str, int, float, BaseException], Awaitable[None]]
 
-    def give_up(exc: Exception) -> bool:
-        return not is_retryable(exc, safety)
 
-    handlers: Any = [on_retry] if on_retry is not None else []
-    wrapped = backoff.on_exception(
-        lambda: _waits(policy, limited),
-        AilyError,
-        max_tries=policy.max_attempts,
-        giveup=give_up,
-        jitter=None,
-        on_backoff=handlers,
-        logger=None,
-    )(fn)
-    result: Awaitable[T] = wrapped()
-    return result
+class Retrier:
+    """Runs attempts under a :class:`RetryPolicy`; the ``backoff`` wrappers are built once."""
+
+    __slots__ = ("_on_retry", "_policy", "_wrapped")
+
+    def __init__(self, policy: RetryPolicy, on_retry: RetryHook | None = None) -> None:
+        self._policy = policy
+        self._on_retry = on_retry
+        self._wrapped: dict[tuple[Safety, bool], Callable[..., Awaitable[Any]]] = {}
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The policy in force."""
+        return self._policy
+
+    def run(
+        self, fn: Callable[[], Awaitable[T]], call: str, safety: Safety, limited: bool
+    ) -> Awaitable[T]:
+        """Call ``fn`` until it succeeds, a non-retryable error comes, or attempts run out."""
+        if self._policy.max_attempts == 1:
+            return fn()
+        wrapped = self._wrapped.get((safety, limited))
+        if wrapped is None:
+            wrapped = self._wrapped[(safety, limited)] = self._build(safety, limited)
+        result: Awaitable[T] = wrapped(fn, call)
+        return result
+
+    def _build(self, safety: Safety, limited: bool) -> Callable[..., Awaitable[Any]]:
+        policy = self._policy
+        on_retry = self._on_retry
+
+        async def attempt(fn: Callable[[], Awaitable[Any]], call: str) -> Any:
+            return await fn()
+
+        def give_up(exc: Exception) -> bool:
+            return not is_retryable(exc, safety)
+
+        async def backing_off(details: Any) -> None:
+            if on_retry is not None:
+                _, call = details["args"]
+                await on_retry(call, details["tries"], float(details["wait"]), details["exception"])
+
+        decorate: Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]
+        decorate = backoff.on_exception(
+            lambda: _waits(policy, limited),
+            AilyError,
+            max_tries=policy.max_attempts,
+            giveup=give_up,
+            jitter=None,
+            on_backoff=backing_off,
+            logger=None,
+        )
+        return decorate(attempt)
