@@ -1,0 +1,55 @@
+"""Test helpers for Aily apps: :class:`FakeAily`, a local server speaking the Aily OpenAPI.
+
+Start one per test and point any client at :attr:`FakeAily.url`::
+
+    from aily_async.testing import FakeAily, RunPlan
+
+    async def test_answer() -> None:
+        async with FakeAily(run_script=RunPlan(duration=0.05)) as fake:
+            ...  # drive your app against fake.url
+            assert fake.created_runs == 1
+
+This package is standalone: it imports nothing else from ``aily_async``.
+"""
+
+from ._fake import FakeAily
+from ._models import (
+    ACTIVE_RUN_STATUSES,
+    AUTH_ROUTE,
+    ROUTES,
+    DropWhen,
+    FakeApiError,
+    FakeSkill,
+    Faults,
+    RecordedRequest,
+    RunPlan,
+    RunRequest,
+    RunScript,
+    SkillHandler,
+    SkillRequest,
+    SkillResult,
+)
+from ._ratelimit import DOCUMENTED_LIMITS, RateLimitConfig
+from ._serve import main, serve
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "AUTH_ROUTE",
+    "DOCUMENTED_LIMITS",
+    "ROUTES",
+    "DropWhen",
+    "FakeAily",
+    "FakeApiError",
+    "FakeSkill",
+    "Faults",
+    "RateLimitConfig",
+    "RecordedRequest",
+    "RunPlan",
+    "RunRequest",
+    "RunScript",
+    "SkillHandler",
+    "SkillRequest",
+    "SkillResult",
+    "main",
+    "serve",
+]

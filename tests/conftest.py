@@ -1,0 +1,37 @@
+"""Shared fixtures: a real FakeAily on 127.0.0.1 and a client pointed at it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # for ``from _vloop import ...``
+
+from aily_async import AilyClient, RetryPolicy  # noqa: E402
+from aily_async.testing import FakeAily  # noqa: E402
+
+APP_ID = "spring_449d72db2f__c"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAily]:
+    """A FakeAily with default settings, served on an ephemeral port."""
+    async with FakeAily() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(fake: FakeAily) -> AsyncIterator[AilyClient]:
+    """A client for ``fake`` with retries that do not wait and no client-side limiter."""
+    async with AilyClient(
+        "cli_test",
+        "test-secret",
+        base_url=fake.url,
+        retry=RetryPolicy.no_wait(),
+        limiter=None,
+        poll_interval=0.02,
+    ) as aily:
+        yield aily
