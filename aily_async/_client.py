@@ -6,6 +6,7 @@ import asyncio
 import enum
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -31,6 +32,7 @@ from ._errors import (
     AilyServerError,
     AilyTimeoutError,
     AilyTransportError,
+    AilyValidationError,
 )
 from ._hooks import EventHooks, RequestEvent, ResponseEvent, RetryEvent, check_hooks, emit
 from ._limiter import Limits, RateLimiter
@@ -204,9 +206,11 @@ class AilyClient:
     ) -> None:
         await self.close()
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self, call: str = "") -> aiohttp.ClientSession:
         if self._state == "closed":
-            raise AilyClosedError("the client is closed and cannot be reused; make a new one")
+            raise AilyClosedError(
+                "the client is closed and cannot be reused; make a new one", call=call
+            )
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
@@ -304,7 +308,7 @@ class AilyClient:
         Retries follow ``safety`` (see :mod:`aily_async._retry`); a tenant token the service
         calls invalid is refreshed once and the call retried.
         """
-        session = self._open()
+        session = self._open(call)
         url = URL(self._api + path, encoded=True)
         headers = {"Content-Type": _JSON}
         if biz_user_id is not None:
@@ -313,29 +317,48 @@ class AilyClient:
             )
         elif self._biz_user_id is not None:
             headers["X-Aily-BizUserID"] = self._biz_user_id
-        data = (
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            if body is not None
-            else None
-        )
+        try:
+            data = (
+                json.dumps(
+                    body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+                ).encode()
+                if body is not None
+                else None
+            )
+        except (TypeError, ValueError) as exc:  # unserialisable, NaN, lone surrogate
+            raise AilyValidationError(
+                "body", f"must be JSON-serialisable UTF-8 ({exc})", call=call
+            ) from None
         limiter = self.limiter_for(call)
         attempt = 0
 
         async def once() -> dict[str, Any]:
             nonlocal attempt
             attempt += 1
+            if self.closed:
+                raise AilyClosedError("the client was closed", call=call)
             if limiter is not None:
+                # Have the token first: a grant must reach the server promptly, or the
+                # limiter's window guarantee would not hold as the server sees it.
+                await self._token(call)
                 await limiter.acquire()
-            token = await self._token(call)
+            token = await self._token(call)  # cached: no I/O unless it expired while queued
             headers["Authorization"] = f"Bearer {token}"
             try:
                 return await self._exchange(
                     session, call, method, url, path, headers, data, params, attempt
                 )
+            except AilyTransportError as exc:
+                if self._state == "closed":
+                    raise AilyClosedError(
+                        "the client was closed during the request", call=call
+                    ) from exc
+                raise
             except AilyRateLimitError as exc:
                 self._stats.rate_limited += 1
                 if limiter is not None:
-                    await limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+                    wait = 1.0 if exc.retry_after is None else exc.retry_after
+                    await limiter.pause(min(wait, self._retry.max_reset_wait))
                 raise
             except AilyAuthError as exc:
                 if exc.code in TENANT_TOKEN_INVALID and self._credentials.refreshable:
@@ -398,6 +421,9 @@ class AilyClient:
         raw: bool = False,
     ) -> dict[str, Any]:
         """One HTTP exchange: send, read (capped), decode, map errors. No retries here."""
+        if self._state == "closed":
+            # A call that waited (limiter, token, backoff) while the client closed.
+            raise AilyClosedError("the client is closed", call=call)
         if self._hooks["request"]:
             await emit(self._hooks["request"], RequestEvent(call, method, path, attempt))
         self._stats.count(call)
@@ -483,8 +509,8 @@ class AilyClient:
                 http_status=resp.status,
                 log_id=log_id,
             )
-        if length is not None:
-            return await resp.read()
+        # Content-Length counts the encoded bytes; a compressed answer can inflate far beyond
+        # it, so the decoded stream is counted in every case.
         chunks: list[bytes] = []
         total = 0
         async for chunk in resp.content.iter_any():
@@ -511,7 +537,7 @@ class AilyClient:
     ) -> tuple[dict[str, Any], int | None]:
         try:
             body = json.loads(payload) if payload else None
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if 300 <= status < 400:
             raise AilyResponseError(
@@ -578,6 +604,8 @@ def _api_error(
             try:
                 retry_after = max(0.0, float(reset))
             except ValueError:
+                retry_after = None
+            if retry_after is not None and not math.isfinite(retry_after):
                 retry_after = None
         return AilyRateLimitError(msg, retry_after=retry_after, **kwargs)
     if code in _AUTH_CODES:

@@ -63,6 +63,7 @@ async def _pages(
     key: str,
     cls: type[M],
     params: dict[str, str],
+    biz_user_id: str | None = None,
 ) -> AsyncIterator[M]:
     """Walk every page of a list call, yielding models."""
     token: str | None = None
@@ -71,7 +72,7 @@ async def _pages(
         query = dict(params)
         if token:
             query["page_token"] = token
-        data = await client.request(call, "GET", path, params=query)
+        data = await client.request(call, "GET", path, params=query, biz_user_id=biz_user_id)
         items = data.get(key) or []
         if not isinstance(items, list):
             raise AilyResponseError(f"data.{key} is not a list", call=call)
@@ -193,8 +194,10 @@ class Messages(_Resource):
             v.message_id(call, quote_message_id, "quote_message_id")
             body["quote_message_id"] = quote_message_id
         if mentions is not None:
-            if isinstance(mentions, str | bytes) or not all(
-                isinstance(m, Mapping) for m in mentions
+            if (
+                isinstance(mentions, str | bytes | Mapping)
+                or not isinstance(mentions, Iterable)
+                or not all(isinstance(m, Mapping) for m in mentions)
             ):
                 raise AilyValidationError("mentions", "must be a list of objects", call=call)
             body["mentions"] = [dict(m) for m in mentions]
@@ -227,6 +230,7 @@ class Messages(_Resource):
         run_id: str | None = None,
         with_partial_message: bool = False,
         page_size: int | None = None,
+        biz_user_id: str | None = None,
     ) -> AsyncIterator[Message]:
         """Iterate over the session's messages (all pages), optionally those of one run;
         ``with_partial_message`` includes messages still being written."""
@@ -240,7 +244,8 @@ class Messages(_Resource):
             params["with_partial_message"] = "true"
         if page_size is not None:
             params["page_size"] = str(v.page_size(call, page_size))
-        return _pages(self._client, call, f"/sessions/{sid}/messages", "messages", Message, params)
+        path = f"/sessions/{sid}/messages"
+        return _pages(self._client, call, path, "messages", Message, params, biz_user_id)
 
 
 class Runs(_Resource):
@@ -339,12 +344,15 @@ class Runs(_Resource):
         )
         return _model(call, data, "run", Run)
 
-    def list(self, session_id: str, *, page_size: int | None = None) -> AsyncIterator[Run]:
+    def list(
+        self, session_id: str, *, page_size: int | None = None, biz_user_id: str | None = None
+    ) -> AsyncIterator[Run]:
         """Iterate over the session's runs (all pages)."""
         call = "runs.list"
         sid = v.session_id(call, session_id)
         params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
-        return _pages(self._client, call, f"/sessions/{sid}/runs", "runs", Run, params)
+        path = f"/sessions/{sid}/runs"
+        return _pages(self._client, call, path, "runs", Run, params, biz_user_id)
 
     async def cancel(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
         """Ask the service to cancel a run; returns the run as the service answered."""
@@ -451,12 +459,15 @@ class Skills(_Resource):
         )
         return _model(call, data, "skill", Skill)
 
-    def list(self, app_id: str, *, page_size: int | None = None) -> AsyncIterator[Skill]:
+    def list(
+        self, app_id: str, *, page_size: int | None = None, biz_user_id: str | None = None
+    ) -> AsyncIterator[Skill]:
         """Iterate over the app's skills (all pages)."""
         call = "skills.list"
         aid = v.app_id(call, app_id)
         params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
-        return _pages(self._client, call, f"/apps/{aid}/skills", "skills", Skill, params)
+        path = f"/apps/{aid}/skills"
+        return _pages(self._client, call, path, "skills", Skill, params, biz_user_id)
 
 
 def _skill_body(
