@@ -68,7 +68,9 @@ class TokenBucket:
     __slots__ = (
         "_burst",
         "_clock",
+        "_floor",
         "_interval",
+        "_last_grant",
         "_margin",
         "_name",
         "_per",
@@ -109,7 +111,9 @@ class TokenBucket:
         self._interval = (per + margin) / (rate + 1 - burst) * (1 + 1e-9)
         self._tolerance = (burst - 1) * self._interval
         self._tat = -math.inf  # theoretical arrival time of the next grant at the paced rate
-        self._waiters: deque[asyncio.Future[tuple[float, float]]] = deque()
+        self._floor = -math.inf  # the least ``_tat`` the pauses so far allow
+        self._last_grant = -math.inf  # the instant of the latest grant
+        self._waiters: deque[asyncio.Future[float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._clock = clock
         self._name = name
@@ -150,20 +154,25 @@ class TokenBucket:
         now = self._now()
         if not self._waiters and now >= self._tat - self._tolerance:
             self._tat = max(self._tat, now) + self._interval
+            self._last_grant = now
             return
         await self._wait(timeout)
 
     async def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds``, then resume at the paced rate (after a 429)."""
         if seconds > 0:
-            resume = self._now() + seconds
-            self._tat = max(self._tat, resume + self._tolerance)
+            self._floor = max(self._floor, self._now() + seconds + self._tolerance)
+            self._tat = max(self._tat, self._floor)
 
     def __repr__(self) -> str:
         name = f"{self._name!r}, " if self._name else ""
+        try:
+            next_grant = f"{self.next_grant_in():.3f}s"
+        except RuntimeError:  # no clock and no running loop: a repr must not raise
+            next_grant = "?"
         return (
             f"TokenBucket({name}rate={self._rate}, per={self._per:g}, burst={self._burst}, "
-            f"waiting={self.waiting}, next_grant_in={self.next_grant_in():.3f}s)"
+            f"waiting={self.waiting}, next_grant_in={next_grant})"
         )
 
     # -- internals ------------------------------------------------------------------------
@@ -175,7 +184,7 @@ class TokenBucket:
 
     async def _wait(self, timeout: float | None) -> None:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[float, float]] = loop.create_future()
+        fut: asyncio.Future[float] = loop.create_future()
         self._waiters.append(fut)
         if len(self._waiters) == 1 or self._timer is None:
             self._arm(loop)
@@ -187,19 +196,24 @@ class TokenBucket:
         try:
             await fut
         except BaseException:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
+            if not fut.done():
+                # Not cancelled through the task (e.g. the coroutine was closed): leave the queue.
+                fut.cancel()
+            elif (
+                not fut.cancelled() and fut.exception() is None and fut.result() >= self._last_grant
+            ):
                 # Granted, but the caller was cancelled before it could use the grant: give it
-                # back if nothing was granted after it, so a cancelled waiter consumes nothing.
-                before, after = fut.result()
-                if self._tat == after:
-                    self._tat = before
+                # back, so a cancelled waiter consumes nothing. Exact while nothing was granted
+                # at a later instant (grants of one instant commute); always so in practice, as
+                # the granted task runs in the loop iteration right after its grant.
+                self._tat = max(self._tat - self._interval, self._floor)
             self._arm(loop)
             raise
         finally:
             if expiry is not None:
                 expiry.cancel()
 
-    def _expire(self, fut: asyncio.Future[tuple[float, float]], timeout: float) -> None:
+    def _expire(self, fut: asyncio.Future[float], timeout: float) -> None:
         if not fut.done():
             fut.set_exception(
                 LimiterTimeout(f"no grant within {timeout:g}s from {self!r}", call="limiter")
@@ -231,10 +245,10 @@ class TokenBucket:
                 continue
             if now < self._tat - self._tolerance:
                 break
-            before = self._tat
             self._tat = max(self._tat, now) + self._interval
+            self._last_grant = now
             waiters.popleft()
-            fut.set_result((before, self._tat))
+            fut.set_result(now)
         if waiters:
             self._arm(loop)
 

@@ -4,7 +4,8 @@ Every poll is a request the app's quota pays for, so the schedule aims at the fe
 run for a given delay in noticing completion:
 
 * The first poll comes after ``interval``; later gaps grow by ``backoff`` up to
-  ``max_interval``, each with ±``jitter`` so that many runs started together do not poll in step.
+  ``max_interval``, each with ±``jitter`` so that many runs started together do not poll in step
+  (the first wait only ever gets longer, and no wait is shorter than ``interval``).
 * ``adaptive=True`` (the default): once the client has seen ``min_samples`` runs end, the first
   poll waits until the ``quantile`` of those durations (never less than ``interval``), since
   polling before almost any run has ended is wasted, and later gaps are a fraction
@@ -49,8 +50,10 @@ class PollPolicy:
             assert stats is not None
             first = max(self.interval, stats.quantile(self.quantile) - age)
         gap = first
+        low = 0.0  # the first wait is never shorter than planned, none shorter than interval
         while True:
-            wait = gap * (1 + random.uniform(-jitter, jitter)) if jitter else gap
+            wait = max(self.interval, gap * (1 + random.uniform(low, jitter))) if jitter else gap
+            low = -jitter
             age += wait
             yield wait
             if adaptive:

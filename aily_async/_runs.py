@@ -186,7 +186,9 @@ class RunHandle:
         )
         written: dict[str, int] = {}
         while True:
-            writing = False
+            # Known ended before this pass began: the pass sees all of the text.
+            ended = self._run.status.is_terminal
+            writing = grew = False
             async for message in self._client.messages.list(
                 self.session_id, run_id=self.id, with_partial_message=True
             ):
@@ -196,12 +198,15 @@ class RunHandle:
                 already = written.get(message.id, 0)
                 if len(text) > already:
                     written[message.id] = len(text)
+                    grew = True
                     yield text[already:]
                 if message.status not in (None, "COMPLETED"):
                     writing = True
-            if not writing:
-                if self._run.status.is_terminal:
-                    return
+            if ended:
+                return
+            if not (writing and grew):
+                # Nothing is being written, or it stalled (a message may stay IN_PROGRESS after
+                # its run ended): check the run.
                 run = await self.refresh()
                 if run.status.is_terminal:
                     continue  # one last pass for the text written since
@@ -210,8 +215,8 @@ class RunHandle:
     # -- the shared poll loop ---------------------------------------------------------------
 
     def _subscribe(self) -> None:
+        self._ensure_polling()  # first: it raises AilyClosedError on a closed client
         self._subscribers += 1
-        self._ensure_polling()
 
     def _ensure_polling(self) -> None:
         if self._task is None and self._run.status.is_active:

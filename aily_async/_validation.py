@@ -78,11 +78,15 @@ def skill_id(call: str, value: object, field: str = "skill_id") -> str:
     return check_id(call, field, value, _SAFE_SEGMENT, 32)
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def json_text(call: str, field: str, value: object, *, max_len: int) -> str:
     """A field the API takes as a JSON string: a dict/list is serialised, a string must parse."""
     if isinstance(value, Mapping | list):
         try:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise AilyValidationError(
                 field, f"must be JSON-serialisable ({exc})", call=call
@@ -90,8 +94,8 @@ def json_text(call: str, field: str, value: object, *, max_len: int) -> str:
     elif isinstance(value, str):
         text = value
         try:
-            json.loads(text)
-        except ValueError:
+            json.loads(text, parse_constant=_not_json)  # NaN/Infinity are not JSON
+        except (ValueError, RecursionError):
             raise AilyValidationError(
                 field, "must be a JSON string (or a dict)", call=call, got=_show(value)
             ) from None
