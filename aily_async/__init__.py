@@ -8,6 +8,8 @@
         run = await (await client.runs.create(session.id, app_id="spring_…__c"))
 """
 
+from ._batch import Batch, BatchResult, BatchRun, RunFailedError
+from ._checkpoint import CheckpointError
 from ._client import DEFAULT_LIMITS, AilyClient
 from ._errors import (
     AilyAPIError,
@@ -28,10 +30,11 @@ from ._errors import (
     LimiterTimeout,
     RunWaitTimeout,
 )
-from ._hooks import RequestEvent, ResponseEvent, RetryEvent
+from ._hooks import EventHooks, RequestEvent, ResponseEvent, RetryEvent
 from ._limiter import DOCUMENTED_QUOTAS, Limits, RateLimiter, TokenBucket
 from ._models import Message, Millis, Run, RunError, RunStatus, Sender, Session, Skill, SkillResult
 from ._polling import DurationStats, PollPolicy
+from ._progress import BatchProgress, ProgressBar
 from ._retry import RetryPolicy
 from ._runs import RunHandle, RunResult
 
@@ -56,12 +59,19 @@ __all__ = [
     "AilyTimeoutError",
     "AilyTransportError",
     "AilyValidationError",
+    "Batch",
+    "BatchProgress",
+    "BatchResult",
+    "BatchRun",
+    "CheckpointError",
     "DurationStats",
+    "EventHooks",
     "LimiterTimeout",
     "Limits",
     "Message",
     "Millis",
     "PollPolicy",
+    "ProgressBar",
     "RateLimiter",
     "RequestEvent",
     "ResponseEvent",
@@ -69,6 +79,7 @@ __all__ = [
     "RetryPolicy",
     "Run",
     "RunError",
+    "RunFailedError",
     "RunHandle",
     "RunResult",
     "RunStatus",
