@@ -152,7 +152,7 @@ class Run:
     id: str
     session_id: str | None = None
     app_id: str | None = None
-    status: RunStatus = RunStatus.QUEUED
+    status: RunStatus = attrs.field(default=RunStatus.QUEUED, converter=RunStatus)
     created_at: Millis | None = None
     started_at: Millis | None = None
     ended_at: Millis | None = None

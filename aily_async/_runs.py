@@ -19,12 +19,17 @@ if TYPE_CHECKING:
 __all__ = ["RunHandle", "RunResult"]
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class RunResult:
     """A finished round trip: the final ``run`` and the app's answer ``messages``."""
 
     run: Run
     messages: tuple[Message, ...] = ()
+
+    def __repr__(self) -> str:
+        text = self.text
+        snippet = text if len(text) <= 60 else text[:57] + "..."
+        return f"RunResult({self.run!r}, messages={len(self.messages)}, text={snippet!r})"
 
     @property
     def text(self) -> str:
