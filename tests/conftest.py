@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # for ``from _vloop import ...``
 
-from aily_async import AilyClient, RetryPolicy  # noqa: E402
-from aily_async.testing import FakeAily  # noqa: E402
+from aily_async import AilyClient, RetryPolicy
+from aily_async.testing import FakeAily
 
 APP_ID = "spring_449d72db2f__c"
 
