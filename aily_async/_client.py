@@ -181,6 +181,8 @@ class AilyClient:
         self._close_event: asyncio.Event | None = None
         self._stats = _Stats()
         self._pollers: set[RunHandle] = set()
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._woken_by_close: set[asyncio.Task[Any]] = set()
         #: Durations of the runs this client saw end (feeds adaptive polling).
         self.durations = DurationStats()
         from ._batch import Batch
@@ -236,10 +238,18 @@ class AilyClient:
         if self._close_event is not None:
             self._close_event.set()
         pollers, self._pollers = self._pollers, set()
+        poll_tasks = {handle._task for handle in pollers}
         for handle in pollers:
             handle._abort(
                 AilyClosedError("the client was closed while waiting for the run", call="runs.wait")
             )
+        # Calls still inside request() (queued behind the limiter, between retries, on the
+        # wire) end now with AilyClosedError rather than when their turn comes.
+        current = asyncio.current_task()
+        for task in self._in_flight - poll_tasks:
+            if task is not current and not task.done():
+                self._woken_by_close.add(task)
+                task.cancel()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -365,19 +375,37 @@ class AilyClient:
                     self._credentials.invalidate(token)
                 raise
 
-        for refresh in (False, True):
-            try:
-                return await self._retrier.run(once, call, safety, limiter is not None)
-            except AilyAuthError as exc:
-                if (
-                    refresh
-                    or exc.code not in TENANT_TOKEN_INVALID
-                    or not self._credentials.refreshable
-                ):
-                    raise
-                logger.info("%s: tenant token rejected (code %s), refreshing once", call, exc.code)
-
-        raise AssertionError("unreachable")  # pragma: no cover
+        # While in here, the task can be woken by close() (queued behind the limiter, asleep
+        # between retries, or on the wire): it then ends with AilyClosedError at once.
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            for refresh in (False, True):
+                try:
+                    return await self._retrier.run(once, call, safety, limiter is not None)
+                except AilyAuthError as exc:
+                    if (
+                        refresh
+                        or exc.code not in TENANT_TOKEN_INVALID
+                        or not self._credentials.refreshable
+                    ):
+                        raise
+                    logger.info(
+                        "%s: tenant token rejected (code %s), refreshing once", call, exc.code
+                    )
+            raise AssertionError("unreachable")  # pragma: no cover
+        except asyncio.CancelledError:
+            if task is None or task not in self._woken_by_close:
+                raise
+            self._woken_by_close.discard(task)
+            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()
+            raise AilyClosedError("the client was closed", call=call) from None
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
 
     async def _retried(self, call: str, tries: int, wait: float, exc: BaseException) -> None:
         self._stats.retries += 1

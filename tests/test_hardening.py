@@ -338,8 +338,8 @@ async def test_close_ends_pending_waits_promptly() -> None:
 
 @virtual_time
 async def test_calls_queued_in_the_limiter_end_with_closed_error() -> None:
-    """Calls still queued behind the rate limiter when the client closes end with
-    AilyClosedError (when their turn comes) and send nothing."""
+    """Calls still queued behind the rate limiter when the client closes end at once with
+    AilyClosedError, send nothing, and leave the bucket with no waiter."""
     async with FakeAily() as fake:
         bucket = TokenBucket(10, 60.0, burst=1)
         client = _client(fake, limiter=bucket)
@@ -349,10 +349,36 @@ async def test_calls_queued_in_the_limiter_end_with_closed_error() -> None:
         await settle()
         assert bucket.waiting == 5
         sent = len(fake.requests)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         await client.close()
         done, pending = await asyncio.wait(queued, timeout=120)
         assert not pending
+        assert loop.time() - began < 0.001, "queued calls waited for their turn"
         for task in done:
             assert isinstance(task.exception(), AilyClosedError), task.exception()
         assert len(fake.requests) == sent
+        assert bucket.waiting == 0
+        assert stray_tasks() == []
+
+
+@virtual_time
+async def test_close_wakes_a_call_sleeping_between_retries() -> None:
+    """A call asleep in retry backoff when the client closes ends at once with
+    AilyClosedError instead of sleeping on, and its task is not left cancelled."""
+    async with FakeAily() as fake:
+        client = _client(fake, limiter=None, retry=RetryPolicy(base_delay=30.0, max_delay=30.0))
+        await client.__aenter__()
+        fake.inject("skills.get", status=503, times=10)
+        call = asyncio.ensure_future(client.skills.get(APP, "skill_echo"))
+        while not any(r.route == "skills.get" for r in fake.requests):
+            await asyncio.sleep(0)
+        await settle()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await client.close()
+        with pytest.raises(AilyClosedError, match=r"^skills\.get: "):
+            await call
+        assert loop.time() - began < 0.001
+        assert not call.cancelled()
         assert stray_tasks() == []
