@@ -371,9 +371,8 @@ async def test_close_wakes_a_call_sleeping_between_retries() -> None:
         await client.__aenter__()
         fake.inject("skills.get", status=503, times=10)
         call = asyncio.ensure_future(client.skills.get(APP, "skill_echo"))
-        while not any(r.route == "skills.get" for r in fake.requests):
-            await asyncio.sleep(0)
-        await settle()
+        await settle(50)
+        assert [r.status for r in fake.requests if r.route == "skills.get"] == [503]
         loop = asyncio.get_running_loop()
         began = loop.time()
         await client.close()
