@@ -311,12 +311,14 @@ class AilyClient:
         safety: Safety = "idempotent",
         biz_user_id: str | None = None,
         biz_user_id_max: int = 255,
+        granted: bool = False,
     ) -> dict[str, Any]:
         """Send one API call and return its ``data`` object.
 
         ``path`` is below ``/open-apis/aily/v1`` with its ids already checked and encoded.
         Retries follow ``safety`` (see :mod:`aily_async._retry`); a tenant token the service
-        calls invalid is refreshed once and the call retried.
+        calls invalid is refreshed once and the call retried. ``granted=True`` says the caller
+        already took the first attempt's grant from the call's limiter (see ``_take_grant``).
         """
         session = self._open(call)
         url = URL(self._api + path, encoded=True)
@@ -341,17 +343,17 @@ class AilyClient:
             ) from None
         limiter = self.limiter_for(call)
         attempt = 0
+        granted = granted and limiter is not None  # the next attempt's grant is already taken
 
         async def once() -> dict[str, Any]:
-            nonlocal attempt
+            nonlocal attempt, granted
             attempt += 1
             if self.closed:
                 raise AilyClosedError("the client was closed", call=call)
-            if limiter is not None:
-                # Have the token first: a grant must reach the server promptly, or the
-                # limiter's window guarantee would not hold as the server sees it.
-                await self._token(call)
-                await limiter.acquire()
+            if granted:
+                granted = False
+            elif limiter is not None:
+                await self._grant(call, limiter)
             token = await self._token(call)  # cached: no I/O unless it expired while queued
             headers["Authorization"] = f"Bearer {token}"
             try:
@@ -381,6 +383,11 @@ class AilyClient:
         if task is not None:
             self._in_flight.add(task)
         try:
+            if limiter is not None and not granted:
+                # The first grant is taken here rather than inside the retry machinery, so a
+                # call queued behind the limiter waits with a shallow stack.
+                await self._grant(call, limiter)
+                granted = True
             for refresh in (False, True):
                 try:
                     return await self._retrier.run(once, call, safety, limiter is not None)
@@ -406,6 +413,22 @@ class AilyClient:
         finally:
             if task is not None:
                 self._in_flight.discard(task)
+
+    async def _take_grant(self, call: str) -> bool:
+        """Wait for ``call``'s limiter to grant one request now; pass ``granted=`` the answer
+        to :meth:`request`. Lets a waiter queue with the shallowest stack (run polling)."""
+        limiter = self.limiter_for(call)
+        if limiter is None:
+            return False
+        await self._token(call)
+        await limiter.acquire()
+        return True
+
+    async def _grant(self, call: str, limiter: RateLimiter) -> None:
+        # Have the token first: a grant must reach the server promptly, or the limiter's
+        # window guarantee would not hold as the server sees it.
+        await self._token(call)
+        await limiter.acquire()
 
     async def _retried(self, call: str, tries: int, wait: float, exc: BaseException) -> None:
         self._stats.retries += 1

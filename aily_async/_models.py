@@ -264,6 +264,15 @@ def _make_converter() -> cattrs.Converter:
     any_tuple, str_tuple = tuple[Any, ...], tuple[str, ...]
     conv.register_structure_hook_func(lambda t: t == any_tuple, _structure_any_tuple)
     conv.register_structure_hook_func(lambda t: t == str_tuple, _structure_str_tuple)
+    # Direct hooks for the optional scalars: cheaper than cattrs' generic union dispatch, and
+    # run once per field of every answer.
+    optional_str, optional_millis = str | None, Millis | None
+
+    def _opt_str(value: Any, _: type) -> str | None:
+        return None if value is None else _structure_str(value, str)
+
+    conv.register_structure_hook_func(lambda t: t == optional_str, _opt_str)
+    conv.register_structure_hook_func(lambda t: t == optional_millis, _structure_millis)
     # ``null`` for a nested object means "absent".
     for cls in (Sender, RunError):
         hook = conv.get_structure_hook(cls)

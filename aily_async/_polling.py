@@ -43,23 +43,34 @@ class PollPolicy:
 
     def delays(self, stats: DurationStats | None = None, age: float = 0.0) -> Iterator[float]:
         """The waits before each poll of a run that is ``age`` seconds old (endless)."""
-        jitter = self.jitter
-        first = self.interval
-        adaptive = self.adaptive and stats is not None and len(stats) >= self.min_samples
-        if adaptive:
-            assert stats is not None
-            first = max(self.interval, stats.quantile(self.quantile) - age)
-        gap = first
-        low = 0.0  # the first wait is never shorter than planned, none shorter than interval
+        gap, adaptive = self.plan(stats, age)
+        wait = self.jittered(gap, first=True)
         while True:
-            wait = max(self.interval, gap * (1 + random.uniform(low, jitter))) if jitter else gap
-            low = -jitter
             age += wait
             yield wait
-            if adaptive:
-                gap = min(self.max_interval, max(self.interval, age * (self.backoff - 1)))
-            else:
-                gap = min(self.max_interval, gap * self.backoff)
+            gap = self.next_gap(gap, age, adaptive)
+            wait = self.jittered(gap, first=False)
+
+    def plan(self, stats: DurationStats | None, age: float) -> tuple[float, bool]:
+        """The first gap for a run ``age`` seconds old, and whether the adaptive schedule
+        applies (enough run durations were seen)."""
+        if self.adaptive and stats is not None and len(stats) >= self.min_samples:
+            return max(self.interval, stats.quantile(self.quantile) - age), True
+        return self.interval, False
+
+    def jittered(self, gap: float, *, first: bool) -> float:
+        """``gap`` with jitter; the first wait is never shorter than planned, none shorter
+        than ``interval``."""
+        if not self.jitter:
+            return gap
+        low = 0.0 if first else -self.jitter
+        return max(self.interval, gap * (1 + random.uniform(low, self.jitter)))
+
+    def next_gap(self, gap: float, age: float, adaptive: bool) -> float:
+        """The gap after ``gap``, for a run now ``age`` seconds old."""
+        if adaptive:
+            return min(self.max_interval, max(self.interval, age * (self.backoff - 1)))
+        return min(self.max_interval, gap * self.backoff)
 
 
 class DurationStats:

@@ -336,11 +336,16 @@ class Runs(_Resource):
 
     async def get(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
         """Fetch a run once."""
+        return await self._get(session_id, run_id, biz_user_id=biz_user_id)
+
+    async def _get(
+        self, session_id: str, run_id: str, *, biz_user_id: str | None = None, granted: bool = False
+    ) -> Run:
         call = "runs.get"
         sid = v.session_id(call, session_id)
         rid = v.run_id(call, run_id)
         data = await self._client.request(
-            call, "GET", f"/sessions/{sid}/runs/{rid}", biz_user_id=biz_user_id
+            call, "GET", f"/sessions/{sid}/runs/{rid}", biz_user_id=biz_user_id, granted=granted
         )
         return _model(call, data, "run", Run)
 

@@ -101,23 +101,33 @@ class Retrier:
         """The policy in force."""
         return self._policy
 
-    def run(
+    async def run(
         self, fn: Callable[[], Awaitable[T]], call: str, safety: Safety, limited: bool
-    ) -> Awaitable[T]:
+    ) -> T:
         """Call ``fn`` until it succeeds, a non-retryable error comes, or attempts run out."""
-        if self._policy.max_attempts == 1:
-            return fn()
+        # The first attempt runs bare: a call that succeeds (nearly all) never pays for
+        # backoff's bookkeeping, and a caller queued inside it keeps a shallow stack.
+        try:
+            return await fn()
+        except AilyError as exc:
+            if self._policy.max_attempts == 1 or not is_retryable(exc, safety):
+                raise
+            first_failure = [exc]
         wrapped = self._wrapped.get((safety, limited))
         if wrapped is None:
             wrapped = self._wrapped[(safety, limited)] = self._build(safety, limited)
-        result: Awaitable[T] = wrapped(fn, call)
+        result: T = await wrapped(fn, call, first_failure)
         return result
 
     def _build(self, safety: Safety, limited: bool) -> Callable[..., Awaitable[Any]]:
         policy = self._policy
         on_retry = self._on_retry
 
-        async def attempt(fn: Callable[[], Awaitable[Any]], call: str) -> Any:
+        async def attempt(
+            fn: Callable[[], Awaitable[Any]], call: str, first_failure: list[AilyError]
+        ) -> Any:
+            if first_failure:  # backoff's try 1 is the bare attempt that already failed
+                raise first_failure.pop()
             return await fn()
 
         def give_up(exc: Exception) -> bool:
@@ -125,7 +135,7 @@ class Retrier:
 
         async def backing_off(details: Any) -> None:
             if on_retry is not None:
-                _, call = details["args"]
+                _, call, _ = details["args"]
                 await on_retry(call, details["tries"], float(details["wait"]), details["exception"])
 
         decorate: Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]

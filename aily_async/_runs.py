@@ -127,7 +127,19 @@ class RunHandle:
         self._subscribe()
         try:
             while not self._run.status.is_terminal:
-                await self._next_change(loop, deadline, timeout)
+                # Listening inline (no helper coroutine) keeps a pending waiter small.
+                fut, timer = self._listen(loop, deadline)
+                try:
+                    await fut
+                except _Expired:
+                    raise RunWaitTimeout(
+                        f"run {self.id} still {self._run.status.value} after {timeout:g}s "
+                        "(it goes on server-side; wait again to resume)",
+                        call="runs.wait",
+                        run=self._run,
+                    ) from None
+                finally:
+                    self._unlisten(fut, timer)
             return self._run
         finally:
             self._unsubscribe()
@@ -146,7 +158,11 @@ class RunHandle:
                     if self._run.status.is_terminal:
                         return
                     continue
-                await self._next_change(loop, None, None)
+                fut, _ = self._listen(loop, None)
+                try:
+                    await fut
+                finally:
+                    self._unlisten(fut, None)
         finally:
             self._unsubscribe()
 
@@ -236,31 +252,23 @@ class RunHandle:
             self._task = None
             self._client._pollers.discard(self)
 
-    async def _next_change(
-        self, loop: asyncio.AbstractEventLoop, deadline: float | None, timeout: float | None
-    ) -> None:
+    def _listen(
+        self, loop: asyncio.AbstractEventLoop, deadline: float | None
+    ) -> tuple[asyncio.Future[None], asyncio.TimerHandle | None]:
+        """A future resolved at the next status change (or set to _Expired at ``deadline``)."""
         # A loop that ended on an error (reported to the waiters of that moment) starts again.
         self._ensure_polling()
         fut: asyncio.Future[None] = loop.create_future()
         self._listeners.append(fut)
-        timer = None
-        if deadline is not None:
-            timer = loop.call_at(deadline, _expire, fut)
-        try:
-            await fut
-        except _Expired:
-            raise RunWaitTimeout(
-                f"run {self.id} still {self._run.status.value} after {timeout:g}s "
-                "(it goes on server-side; wait again to resume)",
-                call="runs.wait",
-                run=self._run,
-            ) from None
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if not fut.done() or fut.cancelled():
-                with contextlib.suppress(ValueError):
-                    self._listeners.remove(fut)
+        timer = loop.call_at(deadline, _expire, fut) if deadline is not None else None
+        return fut, timer
+
+    def _unlisten(self, fut: asyncio.Future[None], timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        if not fut.done() or fut.cancelled():
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(fut)
 
     def _notify(self, error: BaseException | None = None) -> None:
         listeners, self._listeners = self._listeners, []
@@ -284,18 +292,32 @@ class RunHandle:
         loop = asyncio.get_running_loop()
         policy = self._policy or self._client.poll_policy
         closed = self._client.closed_event()
+        # The schedule lives in this frame's locals (not a generator) and the sleeps are bare
+        # timer futures (not asyncio.sleep coroutines): a pending handle stays small.
+        gap, adaptive = policy.plan(self._client.durations, loop.time() - self._born)
+        first = True
         try:
-            for delay in policy.delays(self._client.durations, loop.time() - self._born):
+            while True:
                 if closed.is_set():
                     raise AilyClosedError(
                         "the client was closed while waiting for the run", call="runs.wait"
                     )
-                await asyncio.sleep(delay)
+                nap: asyncio.Future[None] = loop.create_future()
+                timer = loop.call_later(policy.jittered(gap, first=first), _wake, nap)
+                try:
+                    await nap
+                finally:
+                    timer.cancel()
+                first = False
+                # Queue for the poll's grant here, before any request frame exists: thousands
+                # of handles waiting on the limiter then cost little memory each.
+                granted = await self._client._take_grant("runs.get")
                 self._polls += 1
-                run = await self._client.runs.get(self.session_id, self.id)
+                run = await self._client.runs._get(self.session_id, self.id, granted=granted)
                 self._update(run)
                 if run.status.is_terminal:
                     return
+                gap = policy.next_gap(gap, loop.time() - self._born, adaptive)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -324,3 +346,8 @@ class _Expired(Exception):
 def _expire(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_exception(_Expired())
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

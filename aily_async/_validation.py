@@ -2,7 +2,8 @@
 
 Each check raises :class:`AilyValidationError` (a ``ValueError``) naming the call, the field and
 the rule. Ids that go into URL paths are checked against their pattern (or a safe character set
-when the API documents none) and percent-encoded, so an id can never become a path.
+when the API documents none); every pattern admits only unreserved URL characters, so an id
+can never become a path.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 from ._errors import AilyValidationError
 
@@ -43,14 +43,18 @@ def check_str(call: str, field: str, value: object, *, max_len: int, required: b
 
 
 def check_id(call: str, field: str, value: object, pattern: re.Pattern[str], max_len: int) -> str:
-    """Check an id against its documented pattern and return it percent-encoded for a path."""
+    """Check an id against its pattern and return it ready for a URL path.
+
+    Every pattern here admits only unreserved URL characters (letters, digits, ``_``, ``-``),
+    so an id that matches is its own percent-encoding and can never be a path.
+    """
     check_str(call, field, value, max_len=max_len, required=True)
     assert isinstance(value, str)
     if not pattern.fullmatch(value):
         raise AilyValidationError(
             field, f"must match {pattern.pattern}", call=call, got=_show(value)
         )
-    return quote(value, safe="")
+    return value
 
 
 def session_id(call: str, value: object, field: str = "session_id") -> str:

@@ -26,6 +26,7 @@ from aily_async import (
     RunHandle,
     RunStatus,
     RunWaitTimeout,
+    _runs,
 )
 from aily_async.testing import FakeAily, RunPlan
 
@@ -82,10 +83,10 @@ def client_tasks() -> list[asyncio.Task[Any]]:
 
 
 def sleep_timers() -> list[asyncio.TimerHandle]:
-    """Pending ``asyncio.sleep`` timers of the running loop (poll waits among them)."""
+    """Pending sleep timers of the running loop: ``asyncio.sleep``'s and the poll loop's."""
     scheduled: list[asyncio.TimerHandle] = getattr(asyncio.get_running_loop(), "_scheduled", [])
-    wake = getattr(asyncio.futures, "_set_result_unless_cancelled", object())
-    return [h for h in scheduled if not h.cancelled() and getattr(h, "_callback", None) is wake]
+    wakes = (getattr(asyncio.futures, "_set_result_unless_cancelled", object()), _runs._wake)
+    return [h for h in scheduled if not h.cancelled() and getattr(h, "_callback", None) in wakes]
 
 
 # -- awaiting ---------------------------------------------------------------------------------
