@@ -22,9 +22,10 @@ _GRACE = 0.0002
 
 
 class _FastForwardSelector(selectors.BaseSelector):
-    def __init__(self, loop: VirtualTimeLoop) -> None:
+    def __init__(self, loop: VirtualTimeLoop, grace: float) -> None:
         self._inner = selectors.DefaultSelector()
         self._loop = loop
+        self._grace = grace
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -46,20 +47,27 @@ class _FastForwardSelector(selectors.BaseSelector):
         if events or timeout == 0:
             return events
         if timeout is None:
+            if not self._grace:  # no I/O expected: nothing can ever wake the loop
+                raise RuntimeError("deadlock: nothing is scheduled and nothing can wake the loop")
             return self._inner.select(None)
-        events = self._inner.select(min(timeout, _GRACE))
-        if events:
-            return events
+        if self._grace:
+            events = self._inner.select(min(timeout, self._grace))
+            if events:
+                return events
         self._loop.advance(timeout)
         return []
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """A selector event loop whose ``time()`` is virtual and jumps ahead when idle."""
+    """A selector event loop whose ``time()`` is virtual and jumps ahead when idle.
 
-    def __init__(self, start: float = 1000.0) -> None:
+    ``grace=0`` makes a loop for I/O-free logic (a limiter alone): the clock jumps at once, and
+    a loop with nothing scheduled raises instead of hanging.
+    """
+
+    def __init__(self, start: float = 1000.0, *, grace: float = _GRACE) -> None:
         self._virtual_now = start
-        super().__init__(selector=_FastForwardSelector(self))
+        super().__init__(selector=_FastForwardSelector(self, grace))
 
     def time(self) -> float:
         return self._virtual_now
@@ -69,9 +77,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._virtual_now += max(0.0, seconds)
 
 
-def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
+def run_virtual(coro: Coroutine[Any, Any, T], *, start: float = 1000.0, grace: float = _GRACE) -> T:
     """Run ``coro`` to completion on a fresh :class:`VirtualTimeLoop`."""
-    loop = VirtualTimeLoop()
+    loop = VirtualTimeLoop(start, grace=grace)
     try:
         return loop.run_until_complete(coro)
     finally:

@@ -11,12 +11,12 @@ import asyncio
 import bisect
 import itertools
 import math
-import selectors
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import pytest
+from _vloop import run_virtual
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,62 +34,9 @@ T = TypeVar("T")
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-# -- an I/O-free virtual-time loop --------------------------------------------------------------
-
-
-class _InstantSelector(selectors.BaseSelector):
-    """Never waits in real time: when the loop would sleep, its clock jumps by the timeout."""
-
-    def __init__(self, loop: _PureLoop) -> None:
-        self._inner = selectors.DefaultSelector()
-        self._loop = loop
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._inner.register(fileobj, events, data)
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._inner.unregister(fileobj)
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._inner.modify(fileobj, events, data)
-
-    def get_map(self) -> Any:
-        return self._inner.get_map()
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        events = self._inner.select(0)
-        if events or timeout == 0:
-            return events
-        if timeout is None:
-            raise RuntimeError("deadlock: nothing is scheduled and nothing can wake the loop")
-        self._loop.now += timeout
-        return []
-
-
-class _PureLoop(asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        self.now = 0.0
-        super().__init__(selector=_InstantSelector(self))
-
-    def time(self) -> float:
-        return self.now
-
-
 def run_pure(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on a fresh I/O-free virtual-time loop starting at t=0."""
-    loop = _PureLoop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
+    return run_virtual(coro, start=0.0, grace=0.0)
 
 
 # -- scenarios: who arrives when, who gives up, who pauses the bucket --------------------------
