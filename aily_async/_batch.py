@@ -24,8 +24,9 @@ killed while runs were going adopts those runs when it restarts instead of creat
 ``async with``, Ctrl-C in the CLI), items still waiting to send their call are cancelled at once
 (nothing was sent, so nothing is lost), and items whose call is already underway get ``grace``
 seconds to finish and be checkpointed. What is still going after that is cancelled, runs
-server-side included. No task is left behind either way. Only a process killed outright can do
-an item twice: a skill call that was in the air when it died.
+server-side included. No task is left behind either way. An item can be done twice only when
+its call was in the air as it was cut off (a process killed outright, or a skill call still
+unanswered when ``grace`` ran out): nothing recorded that it was sent.
 
 **Sessions of a run batch.** A session holds one active run at a time. ``session="fresh"``
 (the default) opens a new session per item, since earlier messages of a session steer intent
@@ -653,13 +654,19 @@ class BatchRun(Generic[T]):
                 if self._bar is not None and self._slots:
                     self._bar.close(self.progress)
                 self._report()
-                if self._checkpoint is not None:
-                    if clean:
-                        self._checkpoint.compact()
-                    self._checkpoint.close()
             finally:
                 self._tasks = []
                 self._ticker = None
+                if self._checkpoint is not None:
+                    try:
+                        if clean:
+                            self._checkpoint.compact()
+                    except OSError as exc:  # every line is already durable: only tidying failed
+                        logger.warning(
+                            "checkpoint %s: not compacted: %s", self._checkpoint.path, exc
+                        )
+                    finally:
+                        self._checkpoint.close()  # release the lock whatever failed above
         if interrupted:
             raise asyncio.CancelledError
 
@@ -776,8 +783,12 @@ def _run_args(raw: Any) -> dict[str, Any]:
     return args
 
 
-def _key_option(key: KeyOption) -> tuple[KeyFunction | None, str | None]:
-    """A key function, and the input field to drop before the call (for ``key="field"``)."""
+def _key_option(
+    key: KeyOption, keep: tuple[str, ...] = ()
+) -> tuple[KeyFunction | None, str | None]:
+    """A key function, and the input field to drop before the call (for ``key="field"``,
+    unless the field is one of the call's own arguments ``keep``: ``key="query"`` keys by the
+    query and still sends it)."""
     if key is None or callable(key):
         return key, None
     if not isinstance(key, str) or not key:
@@ -790,7 +801,7 @@ def _key_option(key: KeyOption) -> tuple[KeyFunction | None, str | None]:
         value: Key = raw[field]
         return value
 
-    return of_field, field
+    return of_field, (None if field in keep else field)
 
 
 def _without(raw: Any, field: str | None) -> Any:
@@ -815,7 +826,8 @@ class Batch:
 
     * ``concurrency``: items worked on at once (each under the client's rate limiter);
     * ``key``: each input's checkpoint key (default: its index): a function of the input, or
-      the name of a field of dict inputs (that field is not sent);
+      the name of a field of dict inputs (that field is not sent, unless it is a call argument
+      such as ``query`` or ``message``);
     * ``progress``: ``True`` for a progress bar on stderr, or a callback taking a
       :class:`BatchProgress` after each item;
     * ``checkpoint``: a JSON Lines file of finished items; a batch started again with it skips
@@ -855,7 +867,7 @@ class Batch:
         v.app_id(call, app_id)
         v.skill_id(call, skill_id)
         client = self._client
-        key_fn, field = _key_option(key)
+        key_fn, field = _key_option(key, keep=_SKILL_FIELDS)
 
         async def work(item: _Item, slot: _Worker) -> SkillResult:
             args = _skill_args(_without(item.input, field))
@@ -917,7 +929,7 @@ class Batch:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         client = self._client
         reuse = session == "per_worker"
-        key_fn, field = _key_option(key)
+        key_fn, field = _key_option(key, keep=(*_RUN_FIELDS, "content"))
 
         async def adopt(item: _Item, pending: Mapping[str, Any]) -> RunResult | None:
             """Follow the run an interrupted batch created for this item, if it can be used."""

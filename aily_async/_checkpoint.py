@@ -89,7 +89,10 @@ class Checkpoint:
                     raise CheckpointError(
                         f"checkpoint {self._path} is in use by another running batch"
                     ) from None
-            self._records = self._read(file)
+            try:
+                self._records = self._read(file)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CheckpointError(f"cannot read checkpoint {self._path}: {exc}") from None
         except BaseException:
             file.close()
             raise
@@ -133,10 +136,13 @@ class Checkpoint:
         if key in self._records:
             self._superseded += 1
         self._records[key] = dict(record)
-        self._file.write(line + "\n")
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
+        try:
+            self._file.write(line + "\n")
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise CheckpointError(f"cannot write checkpoint {self._path}: {exc}") from None
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The last record of each key."""

@@ -176,17 +176,16 @@ async def _run(args: argparse.Namespace) -> int:
 
 # -- aily batch ------------------------------------------------------------------------------
 
-_SKILL_FIELDS = ("query", "input", "files", "variables", "biz_user_id")
-_RUN_FIELDS = ("message", "content", "content_type", "skill_id", "skill_input", "metadata")
-
 
 def _read_inputs(path: str, kind: str, key: str | None) -> list[Any]:
     """Read and check a JSON Lines file of inputs (``-``: standard input)."""
+    from ._batch import _RUN_FIELDS, _SKILL_FIELDS
+
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
-    fields = _SKILL_FIELDS if kind == "skill" else (*_RUN_FIELDS, "biz_user_id")
+    fields = _SKILL_FIELDS if kind == "skill" else ("content", *_RUN_FIELDS)
     inputs: list[Any] = []
     keys: set[Any] = set()
     for number, line in enumerate(text.splitlines(), 1):
@@ -232,6 +231,10 @@ async def _batch(args: argparse.Namespace) -> int:
 
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if not args.grace >= 0:
+        raise UsageError("--grace must be >= 0")
+    if getattr(args, "timeout", None) is not None and not args.timeout > 0:
+        raise UsageError("--timeout must be > 0")
     inputs = _read_inputs(args.file, args.kind, args.key)
     if args.out is not None and _same_file(args.out, args.file):
         raise UsageError("--out must not be the input file")
