@@ -700,6 +700,27 @@ async def _finish_despite_cancel(task: asyncio.Task[None]) -> None:
         raise asyncio.CancelledError
 
 
+async def _settle_create(create: asyncio.Future[RunHandle], *, sent: bool) -> RunHandle | None:
+    """The item was cancelled while creating its run. If the request had not left, cancel it;
+    if it had, wait (bounded) for its answer: the run it made, for the caller to cancel, so no
+    run of a stopped batch goes on server-side. Never raises an :class:`Exception`."""
+    if not sent:
+        create.cancel()
+    made: list[RunHandle] = []
+
+    async def settle() -> None:
+        try:
+            made.append(await asyncio.wait_for(create, _CANCEL_TIMEOUT))
+        except asyncio.CancelledError:
+            pass  # never sent: no run was made
+        except Exception as exc:
+            logger.warning("a stopped batch item's run create did not answer: %s", exc)
+
+    with contextlib.suppress(asyncio.CancelledError):  # the caller re-raises its own
+        await _finish_despite_cancel(asyncio.get_running_loop().create_task(settle()))
+    return made[0] if made else None
+
+
 async def _cancel_run(handle: RunHandle) -> None:
     """Cancel a run server-side and wait (bounded) until it has ended; never raises an
     :class:`Exception` (a session whose run could not be confirmed ended is dropped anyway)."""
@@ -971,15 +992,27 @@ class Batch:
                     content_type=args.get("content_type", "MDX"),
                     biz_user_id=biz,
                 )
-                handle = await client.runs.create(
-                    sid,
-                    app_id=app_id,
-                    skill_id=args.get("skill_id", skill_id),
-                    skill_input=args.get("skill_input"),
-                    metadata=args.get("metadata"),
-                    poll=poll,
-                    biz_user_id=biz,
+                # A task of its own: if the item is cancelled while the create is on the wire,
+                # its answer is still awaited so the run it made can be cancelled.
+                create = asyncio.ensure_future(
+                    client.runs.create(
+                        sid,
+                        app_id=app_id,
+                        skill_id=args.get("skill_id", skill_id),
+                        skill_input=args.get("skill_input"),
+                        metadata=args.get("metadata"),
+                        poll=poll,
+                        biz_user_id=biz,
+                    )
                 )
+                try:
+                    handle = await asyncio.shield(create)
+                except asyncio.CancelledError:
+                    made = await _settle_create(create, sent=item.sent)
+                    if made is not None:  # record it first: a failed cancel leaves it adoptable
+                        item.note_pending({"session_id": sid, "run_id": made.id})
+                        await _cancel_run(made)
+                    raise
                 item.note_pending({"session_id": sid, "run_id": handle.id})
                 result = await handle.result(timeout)
             except BaseException:

@@ -442,6 +442,28 @@ async def test_cancelling_a_run_batch_cancels_its_runs_and_leaves_no_tasks() -> 
 
 
 @virtual_time
+async def test_cancelling_while_runs_create_is_on_the_wire_cancels_the_run_it_made() -> None:
+    """A run batch cancelled (no grace) while its runs.create requests are on the wire waits
+    for their answers and cancels the runs they made: none is left going server-side."""
+    async with FakeAily(run_duration=600.0) as fake, make_client(fake) as client:
+        fake.inject("runs.create", status=None, delay=5.0, times=3)
+        task = asyncio.create_task(
+            client.batch.runs(APP, [f"q{n}" for n in range(3)], concurrency=3, grace=0).collect()
+        )
+        await asyncio.sleep(2.0)  # the three creates are now in the fake's 5 s delay
+        assert len([r for r in fake.requests if r.route == "messages.create"]) == 3
+        assert fake.created_runs == 0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert batch_tasks() == []
+        await asyncio.sleep(10.0)  # the server finishes every create it received
+        runs = [run for sid in fake.session_ids() for run in fake.runs_in(sid)]
+        assert len(runs) == 3
+        assert {run["status"] for run in runs} == {"CANCELLED"}, "a run was left going"
+
+
+@virtual_time
 async def test_restarted_run_batch_adopts_runs_a_killed_batch_left(tmp_path: Path) -> None:
     """A run batch that died without cancelling its runs (here: the cancel calls fail) left
     them in the checkpoint; the restarted batch waits for those runs instead of creating new
