@@ -155,7 +155,7 @@ def _short(text: str, limit: int) -> str:
 
 
 class _Item:
-    __slots__ = ("effects", "index", "input", "key", "owner", "pending", "sent")
+    __slots__ = ("effect", "index", "input", "key", "owner", "pending", "sent")
 
     def __init__(
         self,
@@ -164,14 +164,14 @@ class _Item:
         key: Key,
         input: Any,
         pending: Mapping[str, Any] | None,
-        effects: frozenset[str] | None,
+        effect: str | None,
     ) -> None:
         self.owner = owner
         self.index = index
         self.key = key
         self.input = input
         self.pending = pending
-        self.effects = effects
+        self.effect = effect
         #: True once the item's effectful call (skills.start, runs.create) has been sent.
         self.sent = False
 
@@ -189,7 +189,7 @@ def _on_request(event: object) -> None:
     """Client request hook: mark the current batch item as sent (no await: runs in-line)."""
     if isinstance(event, RequestEvent):
         item = _current_item.get()
-        if item is not None and (item.effects is None or event.call in item.effects):
+        if item is not None and (item.effect is None or event.call == item.effect):
             item.sent = True
 
 
@@ -246,8 +246,7 @@ class BatchRun(Generic[T]):
         progress: ProgressOption,
         checkpoint: str | os.PathLike[str] | None,
         grace: float,
-        effects: frozenset[str] | None,
-        limiter_call: str | None,
+        effect: str | None,
         encode: Callable[[T], Any],
         decode: Callable[[Any], T],
     ) -> None:
@@ -268,8 +267,9 @@ class BatchRun(Generic[T]):
         self._ordered = ordered
         self._key_fn = key
         self._grace = float(grace)
-        self._effects = effects
-        self._limiter_call = limiter_call
+        # The item's effectful call (e.g. "runs.create"): its sending marks an item as sent
+        # (see grace), and its limiter is the wait the progress shows. None: any request.
+        self._effect = effect
         self._encode = encode
         self._decode = decode
         self._checkpoint = Checkpoint(checkpoint) if checkpoint is not None else None
@@ -559,7 +559,7 @@ class BatchRun(Generic[T]):
                     return None
             if isinstance(record.get("pending"), dict):
                 pending = record["pending"]
-        return _Item(self, index, key, raw, pending, self._effects)
+        return _Item(self, index, key, raw, pending, self._effect)
 
     def _finish(self, result: BatchResult[T], *, record: bool) -> None:
         assert self._queue is not None
@@ -603,9 +603,9 @@ class BatchRun(Generic[T]):
             logger.exception("batch progress callback %r failed", self._callback)
 
     def _limiter_state(self) -> tuple[float, int]:
-        if self._limiter_call is None:
+        if self._effect is None:
             return 0.0, 0
-        limiter = self._client.limiter_for(self._limiter_call)
+        limiter = self._client.limiter_for(self._effect)
         if limiter is None:
             return 0.0, 0
         waiting = getattr(limiter, "waiting", 0)
@@ -907,8 +907,7 @@ class Batch:
             progress=progress,
             checkpoint=checkpoint,
             grace=grace,
-            effects=frozenset({"skills.start"}),
-            limiter_call="skills.start",
+            effect="skills.start",
             encode=_encode,
             decode=_decode_skill,
         )
@@ -1034,8 +1033,7 @@ class Batch:
             progress=progress,
             checkpoint=checkpoint,
             grace=grace,
-            effects=frozenset({"runs.create"}),
-            limiter_call="runs.create",
+            effect="runs.create",
             encode=_encode,
             decode=_decode_run,
         )
@@ -1079,8 +1077,7 @@ class Batch:
             progress=progress,
             checkpoint=checkpoint,
             grace=grace,
-            effects=None,
-            limiter_call=None,
+            effect=None,
             encode=_encode,
             decode=decode or _identity,
         )
