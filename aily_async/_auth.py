@@ -39,13 +39,20 @@ class Credentials:
         """True when a new token can be fetched (app credentials rather than a fixed token)."""
         return self._fixed is None
 
-    async def token(self, fetch: Fetch) -> str:
-        """A valid token, fetching one (once, however many callers wait) when needed."""
+    def cached(self) -> str | None:
+        """The token if one is at hand and not due for refresh (no I/O), else ``None``."""
         if self._fixed is not None:
             return self._fixed
-        loop = asyncio.get_running_loop()
-        if self._token is not None and loop.time() < self._expires_at:
+        if self._token is not None and asyncio.get_running_loop().time() < self._expires_at:
             return self._token
+        return None
+
+    async def token(self, fetch: Fetch) -> str:
+        """A valid token, fetching one (once, however many callers wait) when needed."""
+        token = self.cached()
+        if token is not None:
+            return token
+        loop = asyncio.get_running_loop()
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

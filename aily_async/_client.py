@@ -318,7 +318,7 @@ class AilyClient:
         ``path`` is below ``/open-apis/aily/v1`` with its ids already checked and encoded.
         Retries follow ``safety`` (see :mod:`aily_async._retry`); a tenant token the service
         calls invalid is refreshed once and the call retried. ``granted=True`` says the caller
-        already took the first attempt's grant from the call's limiter (see ``_take_grant``).
+        already took the first attempt's grant from the call's limiter (see ``_grant``).
         """
         session = self._open(call)
         url = URL(self._api + path, encoded=True)
@@ -354,7 +354,8 @@ class AilyClient:
                 granted = False
             elif limiter is not None:
                 await self._grant(call, limiter)
-            token = await self._token(call)  # cached: no I/O unless it expired while queued
+            # Nearly always at hand; fetched only if it expired while the call was queued.
+            token = self._credentials.cached() or await self._token(call)
             headers["Authorization"] = f"Bearer {token}"
             try:
                 return await self._exchange(
@@ -414,20 +415,11 @@ class AilyClient:
             if task is not None:
                 self._in_flight.discard(task)
 
-    async def _take_grant(self, call: str) -> bool:
-        """Wait for ``call``'s limiter to grant one request now; pass ``granted=`` the answer
-        to :meth:`request`. Lets a waiter queue with the shallowest stack (run polling)."""
-        limiter = self.limiter_for(call)
-        if limiter is None:
-            return False
-        await self._token(call)
-        await limiter.acquire()
-        return True
-
     async def _grant(self, call: str, limiter: RateLimiter) -> None:
         # Have the token first: a grant must reach the server promptly, or the limiter's
         # window guarantee would not hold as the server sees it.
-        await self._token(call)
+        if self._credentials.cached() is None:
+            await self._token(call)
         await limiter.acquire()
 
     async def _retried(self, call: str, tries: int, wait: float, exc: BaseException) -> None:

@@ -311,7 +311,10 @@ class RunHandle:
                 first = False
                 # Queue for the poll's grant here, before any request frame exists: thousands
                 # of handles waiting on the limiter then cost little memory each.
-                granted = await self._client._take_grant("runs.get")
+                limiter = self._client.limiter_for("runs.get")
+                if limiter is not None:
+                    await self._client._grant("runs.get", limiter)
+                granted = limiter is not None
                 self._polls += 1
                 run = await self._client.runs._get(self.session_id, self.id, granted=granted)
                 self._update(run)
