@@ -348,8 +348,6 @@ class AilyClient:
         async def once() -> dict[str, Any]:
             nonlocal attempt, granted
             attempt += 1
-            if self.closed:
-                raise AilyClosedError("the client was closed", call=call)
             if granted:
                 granted = False
             elif limiter is not None:
@@ -361,12 +359,6 @@ class AilyClient:
                 return await self._exchange(
                     session, call, method, url, path, headers, data, params, attempt
                 )
-            except AilyTransportError as exc:
-                if self._state == "closed":
-                    raise AilyClosedError(
-                        "the client was closed during the request", call=call
-                    ) from exc
-                raise
             except AilyRateLimitError as exc:
                 self._stats.rate_limited += 1
                 if limiter is not None:
