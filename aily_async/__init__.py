@@ -8,9 +8,7 @@
         run = await (await client.runs.create(session.id, app_id="spring_…__c"))
 """
 
-from ._batch import Batch, BatchResult, BatchRun, RunFailedError
-from ._checkpoint import CheckpointError
-from ._client import DEFAULT_LIMITS, AilyClient
+from ._client import DEFAULT_LIMITS, FEISHU_HOST, LARK_HOST, AilyClient
 from ._errors import (
     AilyAPIError,
     AilyAuthError,
@@ -27,22 +25,45 @@ from ._errors import (
     AilyTimeoutError,
     AilyTransportError,
     AilyValidationError,
+    CheckpointError,
     LimiterTimeout,
+    RunFailedError,
     RunWaitTimeout,
 )
 from ._hooks import EventHooks, RequestEvent, ResponseEvent, RetryEvent
-from ._limiter import DOCUMENTED_QUOTAS, Limits, RateLimiter, TokenBucket
-from ._models import Message, Millis, Run, RunError, RunStatus, Sender, Session, Skill, SkillResult
+from ._limiter import (
+    DOCUMENTED_QUOTAS,
+    LimiterSet,
+    LimiterState,
+    Limits,
+    RateLimiter,
+    TokenBucket,
+)
+from ._models import (
+    Message,
+    Millis,
+    Run,
+    RunError,
+    RunResult,
+    RunStatus,
+    Sender,
+    Session,
+    Skill,
+    SkillResult,
+)
 from ._polling import DurationStats, PollPolicy
-from ._progress import BatchProgress, ProgressBar
 from ._retry import RetryPolicy
-from ._runs import RunHandle, RunResult
+from ._run_handle import RunHandle
+from ._wire import Answer, Wire
+from .batch import Batch, BatchProgress, BatchResult, BatchRun, ProgressBar
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_LIMITS",
     "DOCUMENTED_QUOTAS",
+    "FEISHU_HOST",
+    "LARK_HOST",
     "AilyAPIError",
     "AilyAuthError",
     "AilyClient",
@@ -59,6 +80,7 @@ __all__ = [
     "AilyTimeoutError",
     "AilyTransportError",
     "AilyValidationError",
+    "Answer",
     "Batch",
     "BatchProgress",
     "BatchResult",
@@ -66,6 +88,8 @@ __all__ = [
     "CheckpointError",
     "DurationStats",
     "EventHooks",
+    "LimiterSet",
+    "LimiterState",
     "LimiterTimeout",
     "Limits",
     "Message",
@@ -89,5 +113,6 @@ __all__ = [
     "Skill",
     "SkillResult",
     "TokenBucket",
+    "Wire",
     "__version__",
 ]

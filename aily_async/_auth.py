@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["TENANT_TOKEN_INVALID", "Credentials"]
+__all__ = ["TENANT_TOKEN_INVALID", "TOKEN_CALL", "TOKEN_PATH", "Credentials"]
 
 #: Codes meaning "the tenant token is invalid or expired": refresh once and retry.
 TENANT_TOKEN_INVALID = frozenset({99991663, 99991665})
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+#: The name token fetches go by in errors, logs and events.
+TOKEN_CALL = "auth.token"
 
 Fetch = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 
@@ -19,7 +21,7 @@ Fetch = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 class Credentials:
     """Where the ``Authorization`` header comes from. Never shows a secret in its repr."""
 
-    __slots__ = ("_app_id", "_app_secret", "_expires_at", "_fixed", "_lock", "_token")
+    __slots__ = ("_app_id", "_app_secret", "_expires_at", "_fixed", "_pending", "_token")
 
     def __init__(self, *, app_id: str | None, app_secret: str | None, fixed: str | None) -> None:
         self._app_id = app_id
@@ -27,7 +29,7 @@ class Credentials:
         self._fixed = fixed
         self._token: str | None = None
         self._expires_at = 0.0  # loop time after which the token must be refreshed
-        self._lock: asyncio.Lock | None = None
+        self._pending: asyncio.Task[str] | None = None  # the one fetch under way
 
     @property
     def app_id(self) -> str | None:
@@ -48,31 +50,43 @@ class Credentials:
         return None
 
     async def token(self, fetch: Fetch) -> str:
-        """A valid token, fetching one (once, however many callers wait) when needed."""
+        """A valid token. When one must be fetched, every caller waiting meanwhile shares one
+        fetch, and its failure: a caller retries (through its own retry loop) by calling again.
+        """
         token = self.cached()
         if token is not None:
             return token
-        loop = asyncio.get_running_loop()
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            # Whoever held the lock before us may have fetched it already.
-            if self._token is not None and loop.time() < self._expires_at:
-                return self._token
+        pending = self._pending
+        if pending is None or pending.done():
             assert self._app_id is not None
             assert self._app_secret is not None
-            answer = await fetch({"app_id": self._app_id, "app_secret": self._app_secret})
-            token = answer.get("tenant_access_token")
-            expire = answer.get("expire")
-            if not isinstance(token, str) or not token:
-                raise ValueError("the token answer has no tenant_access_token")
-            if not isinstance(expire, int | float) or isinstance(expire, bool) or expire <= 0:
-                expire = 7200
-            # Refresh ahead of expiry: 5 minutes early, or a fifth of a short lifetime.
-            ahead = min(300.0, expire / 5)
-            self._token = token
-            self._expires_at = loop.time() + expire - ahead
-            return token
+            body = {"app_id": self._app_id, "app_secret": self._app_secret}
+            pending = self._pending = asyncio.get_running_loop().create_task(
+                self._fetch(fetch, body)
+            )
+            pending.add_done_callback(_observed)
+        # Shielded: a caller that gives up (cancelled, deadline) does not end the others' fetch.
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, fetch: Fetch, body: dict[str, str]) -> str:
+        answer = await fetch(body)
+        token = answer.get("tenant_access_token")
+        expire = answer.get("expire")
+        if not isinstance(token, str) or not token:
+            raise ValueError("the token answer has no tenant_access_token")
+        if not isinstance(expire, int | float) or isinstance(expire, bool) or expire <= 0:
+            expire = 7200
+        # Refresh ahead of expiry: 5 minutes early, or a fifth of a short lifetime.
+        ahead = min(300.0, expire / 5)
+        self._token = token
+        self._expires_at = asyncio.get_running_loop().time() + expire - ahead
+        return token
+
+    def abort(self) -> None:
+        """Cancel a fetch under way (the client is closing)."""
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+        self._pending = None
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` (the service said it is invalid) so the next call fetches anew."""
@@ -85,3 +99,9 @@ class Credentials:
             return "Credentials(fixed token=***)"
         state = "cached" if self._token else "none yet"
         return f"Credentials(app_id={self._app_id!r}, app_secret=***, token={state})"
+
+
+def _observed(task: asyncio.Task[str]) -> None:
+    """Mark a fetch's failure as retrieved: its waiters (if any are left) received it."""
+    if not task.cancelled():
+        task.exception()

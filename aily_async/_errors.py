@@ -13,6 +13,8 @@ Every exception this library raises on purpose derives from :class:`AilyError`::
     ├── AilyResponseError                      the answer was not understood (not JSON, wrong
     │                                          shape, too large, an unexpected redirect)
     ├── AilyRateLimiterError                   a shared limiter's backend (Redis) failed
+    ├── CheckpointError (RuntimeError)         a batch checkpoint file cannot be used
+    ├── RunFailedError                         a batch's run ended other than COMPLETED
     └── AilyAPIError                           the service answered with a non-zero ``code``
         ├── AilyAuthError                        token missing/invalid/expired, bad credentials
         ├── AilyPermissionError                  missing scope or authorisation, IP, quota used
@@ -23,9 +25,16 @@ Every exception this library raises on purpose derives from :class:`AilyError`::
 
 Every message starts with the call that failed (``runs.create: ...``) and API errors end with
 the request's log id, which Feishu support asks for. No message ever contains a secret.
+:func:`api_error` maps an answer (HTTP status, Aily code) to its class, with a hint per code.
 """
 
 from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import RunResult
 
 __all__ = [
     "AilyAPIError",
@@ -43,8 +52,11 @@ __all__ = [
     "AilyTimeoutError",
     "AilyTransportError",
     "AilyValidationError",
+    "CheckpointError",
     "LimiterTimeout",
+    "RunFailedError",
     "RunWaitTimeout",
+    "api_error",
 ]
 
 
@@ -211,3 +223,92 @@ class AilyNotFoundError(AilyAPIError):
 
 class AilyServerError(AilyAPIError):
     """The service failed (HTTP 5xx); retried where safe before this is raised."""
+
+
+class CheckpointError(AilyError, RuntimeError):
+    """The checkpoint file cannot be used: locked by another batch, unreadable, or it holds a
+    different input under an item's key."""
+
+
+class RunFailedError(AilyError):
+    """A run of a batch ended in a state other than ``COMPLETED`` (``FAILED``, ``EXPIRED``…).
+
+    ``result`` is the :class:`RunResult` (the final ``run`` and any answer messages).
+    """
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        run = result.run
+        detail = ""
+        if run.error is not None and (run.error.code or run.error.message):
+            detail = f": {run.error.code or ''} {run.error.message or ''}".rstrip()
+        super().__init__(f"run {run.id} ended {run.status.value}{detail}", call="batch.runs")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (RunFailedError, (self.result,))
+
+
+# -- from an answer to its error ------------------------------------------------------------
+
+#: Codes of authentication failures (token missing, invalid or expired; bad app credentials).
+AUTH_CODES = frozenset({99991661, 99991663, 99991665, 99991668, 99991677, 10003, 10014})
+#: Codes of permission failures (scope, user authorisation, IP allow-list, monthly quota).
+PERMISSION_CODES = frozenset({99991672, 99991679, 99991401, 99991403})
+#: The gateway's "rate limited" code (sent with HTTP 429).
+RATE_LIMITED_CODE = 99991400
+#: The service's "param is invalid" code.
+INVALID_PARAMS_CODE = 2700001
+
+HINTS = {
+    99991661: "no access token was sent",
+    99991663: "the tenant access token is invalid",
+    99991665: "the tenant access token has expired",
+    99991668: "the user access token is invalid; the caller must refresh it",
+    99991677: "the user access token has expired; the caller must refresh it",
+    99991672: "the app lacks the API scope (e.g. aily:run:write); add it in the developer console",
+    99991679: "the user has not authorised the app for this scope",
+    99991401: "the caller's IP is not in the app's allow-list",
+    99991403: "the app's monthly API quota is used up",
+    RATE_LIMITED_CODE: "rate limited",
+    INVALID_PARAMS_CODE: "the service rejected a parameter",
+    10014: "the app secret is wrong",
+    10003: "the app id is unknown",
+}
+
+
+def api_error(
+    call: str, status: int, code: int | None, msg: str, log_id: str | None, reset: str | None
+) -> AilyAPIError:
+    """The error for an answer with HTTP ``status`` and Aily ``code``; ``reset`` is the
+    ``x-ogw-ratelimit-reset`` header (seconds), read into ``retry_after`` of a 429."""
+    hint = HINTS.get(code, "") if code is not None else ""
+    kwargs: dict[str, Any] = {
+        "code": code,
+        "http_status": status,
+        "log_id": log_id,
+        "call": call,
+        "hint": hint,
+    }
+    if status == 429 or code == RATE_LIMITED_CODE:
+        return AilyRateLimitError(msg, retry_after=_seconds(reset), **kwargs)
+    if code in AUTH_CODES:
+        return AilyAuthError(msg, **kwargs)
+    if code in PERMISSION_CODES:
+        return AilyPermissionError(msg, **kwargs)
+    if status == 404:
+        return AilyNotFoundError(msg, **kwargs)
+    if status >= 500:
+        return AilyServerError(msg, **kwargs)
+    if code == INVALID_PARAMS_CODE:
+        return AilyInvalidParamsError(msg, **kwargs)
+    return AilyAPIError(msg, **kwargs)
+
+
+def _seconds(header: str | None) -> float | None:
+    if not header:
+        return None
+    try:
+        value = max(0.0, float(header))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

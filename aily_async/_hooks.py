@@ -1,11 +1,13 @@
 """Events a user can attach to for metrics or tracing (``AilyClient(event_hooks=...)``).
 
 Hooks are plain callables (sync or async) taking one event object; they never see a token,
-a secret or a request body.
+a secret or a request body. :data:`sending` is the package's own, per-task hook: told the name
+of each call just before it leaves (batches use it to know an item's effect was sent).
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -14,7 +16,7 @@ import attrs
 
 from ._errors import AilyError
 
-__all__ = ["EventHooks", "RequestEvent", "ResponseEvent", "RetryEvent"]
+__all__ = ["EventHooks", "RequestEvent", "ResponseEvent", "RetryEvent", "sending"]
 
 logger = logging.getLogger("aily_async")
 
@@ -83,3 +85,10 @@ async def emit(hooks: tuple[Hook, ...], event: Event) -> None:
                 await result
         except Exception:
             logger.exception("aily_async: event hook %r failed", hook)
+
+
+#: Called (synchronously) with a call's name just before each of its requests leaves, in the
+#: task (and the tasks it starts) that set it; ``None`` when nobody listens.
+sending: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "aily_async_sending", default=None
+)

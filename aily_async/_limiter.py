@@ -24,6 +24,7 @@ consumes nothing and does not delay those behind it. Time comes from the running
 from __future__ import annotations
 
 import asyncio
+import enum
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -31,7 +32,17 @@ from typing import Protocol, runtime_checkable
 
 from ._errors import LimiterTimeout
 
-__all__ = ["DOCUMENTED_QUOTAS", "Limits", "RateLimiter", "TokenBucket"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DOCUMENTED_QUOTAS",
+    "LimiterOption",
+    "LimiterSet",
+    "LimiterState",
+    "Limits",
+    "RateLimiter",
+    "TokenBucket",
+    "limiter_set",
+]
 
 #: The quotas of the Aily OpenAPI, per call, per app: ``(rate, per_seconds)``. Every other call:
 #: 1000 per minute and 50 per second (the default bucket for 1000/min never grants more than 36
@@ -53,6 +64,34 @@ class RateLimiter(Protocol):
 
     async def pause(self, seconds: float) -> None:
         """Grant nothing for ``seconds`` (the server's ``x-ogw-ratelimit-reset``)."""
+        ...
+
+
+@runtime_checkable
+class LimiterState(Protocol):
+    """A limiter that can tell how busy it is (what batch progress reports); optional."""
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are waiting for a grant now."""
+        ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds between grants at the sustained rate."""
+        ...
+
+    def next_grant_in(self) -> float:
+        """Seconds until the limiter can grant again (0 when it can now)."""
+        ...
+
+
+@runtime_checkable
+class LimiterSet(Protocol):
+    """Chooses the limiter of each API call (``Limits`` is one)."""
+
+    def for_call(self, call: str) -> RateLimiter:
+        """The limiter that ``call`` (e.g. ``"runs.get"``) goes through."""
         ...
 
 
@@ -295,3 +334,45 @@ class Limits:
 
     def __repr__(self) -> str:
         return f"Limits({', '.join(f'{k}={v!r}' for k, v in sorted(self._limiters.items()))})"
+
+
+class _Default(enum.Enum):
+    LIMITS = "DEFAULT_LIMITS"
+
+    def __repr__(self) -> str:
+        return "DEFAULT_LIMITS"
+
+
+#: The ``limiter=`` default of a client: one bucket per API call, sized to the documented quotas.
+DEFAULT_LIMITS = _Default.LIMITS
+
+#: What ``AilyClient(limiter=...)`` takes.
+LimiterOption = RateLimiter | LimiterSet | _Default | None
+
+
+class _OneForAll:
+    """Every call through one limiter."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    def for_call(self, call: str) -> RateLimiter:
+        return self._limiter
+
+    def __repr__(self) -> str:
+        return f"OneForAll({self._limiter!r})"
+
+
+def limiter_set(option: LimiterOption) -> LimiterSet | None:
+    """The :class:`LimiterSet` behind a ``limiter=`` option (``None``: no throttling)."""
+    if option is DEFAULT_LIMITS:
+        return Limits()
+    if option is None:
+        return None
+    if isinstance(option, LimiterSet):
+        return option
+    if isinstance(option, RateLimiter):
+        return _OneForAll(option)
+    raise TypeError(f"limiter must be a RateLimiter, a Limits, or None, got {option!r}")

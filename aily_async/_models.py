@@ -1,8 +1,9 @@
 """Typed, frozen views of what the Aily API answers.
 
-All models are built by one private cattrs converter (:data:`_converter`). Unknown fields in an
-answer are ignored, missing optional fields take their defaults, millisecond timestamps arrive as
-strings or ints and become :class:`Millis` (an ``int`` with a ``.datetime`` view).
+All models are built by one cattrs converter (:data:`converter`, the package's own). Unknown
+fields in an answer are ignored, missing optional fields take their defaults, millisecond
+timestamps arrive as strings or ints and become :class:`Millis` (an ``int`` with a
+``.datetime`` view).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "Millis",
     "Run",
     "RunError",
+    "RunResult",
     "RunStatus",
     "Sender",
     "Session",
@@ -211,6 +213,29 @@ class SkillResult:
         return _parse_json_field(self.output)
 
 
+@attrs.frozen(repr=False)
+class RunResult:
+    """A finished round trip: the final ``run`` and the app's answer ``messages``."""
+
+    run: Run
+    messages: tuple[Message, ...] = ()
+
+    def __repr__(self) -> str:
+        text = self.text
+        snippet = text if len(text) <= 60 else text[:57] + "..."
+        return f"RunResult({self.run!r}, messages={len(self.messages)}, text={snippet!r})"
+
+    @property
+    def text(self) -> str:
+        """The answer's text: the assistant messages joined by blank lines."""
+        return "\n\n".join(m.text for m in self.messages if m.text)
+
+    @property
+    def ok(self) -> bool:
+        """True when the run completed."""
+        return self.run.status.value == "COMPLETED"
+
+
 def _structure_millis(value: Any, _: type) -> Millis | None:
     if value is None or value == "" or isinstance(value, bool):
         if isinstance(value, bool):
@@ -288,4 +313,5 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-_converter = _make_converter()
+#: The one converter every model is built and unstructured with.
+converter = _make_converter()

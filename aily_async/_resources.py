@@ -1,37 +1,25 @@
-"""The API surface: ``client.sessions``, ``client.messages``, ``client.runs``, ``client.skills``.
+"""The plain resources, ``client.sessions``, ``client.messages`` and ``client.skills``, and
+what every resource shares.
 
 Resources are thin: they check arguments, build the path and body, and hand the call to the
-client's one request seam; they turn ``data`` into models.
+transport; they turn ``data`` into models (:func:`model`, :func:`structure`) and walk list
+calls page by page (:func:`pages`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import cattrs
 
 from . import _validation as v
-from ._errors import (
-    AilyConnectionError,
-    AilyError,
-    AilyInvalidParamsError,
-    AilyResponseError,
-    AilyServerError,
-    AilyTimeoutError,
-    AilyValidationError,
-)
-from ._models import Message, Run, Session, Skill, SkillResult, _converter
-from ._polling import PollPolicy
-from ._runs import RunHandle, RunResult
+from ._errors import AilyResponseError, AilyValidationError
+from ._models import Message, Session, Skill, SkillResult, converter
+from ._transport import Transport
 
-if TYPE_CHECKING:
-    from ._client import AilyClient
-
-__all__ = ["Messages", "Runs", "Sessions", "Skills"]
+__all__ = ["Messages", "Resource", "Sessions", "Skills", "model", "pages", "structure"]
 
 M = TypeVar("M")
 
@@ -39,25 +27,27 @@ M = TypeVar("M")
 _SESSION_JSON_MAX = 65536
 
 
-def _model(call: str, data: Mapping[str, Any], key: str, cls: type[M]) -> M:
+def model(call: str, data: Mapping[str, Any], key: str, cls: type[M]) -> M:
+    """``data[key]`` as a ``cls`` model, or :class:`AilyResponseError` saying what is wrong."""
     raw = data.get(key)
     if not isinstance(raw, Mapping):
         raise AilyResponseError(
             f"the answer's data.{key} is {type(raw).__name__}, expected an object", call=call
         )
-    return _structure(call, raw, cls, f"data.{key}")
+    return structure(call, raw, cls, f"data.{key}")
 
 
-def _structure(call: str, raw: Any, cls: type[M], where: str) -> M:
+def structure(call: str, raw: Any, cls: type[M], where: str) -> M:
+    """``raw`` as a ``cls`` model; a failure names the path (``where``) of the bad field."""
     try:
-        return _converter.structure(raw, cls)
+        return converter.structure(raw, cls)
     except Exception as exc:
         details = "; ".join(cattrs.transform_error(exc, path=where)) or str(exc)
         raise AilyResponseError(f"could not read {cls.__name__}: {details}", call=call) from None
 
 
-async def _pages(
-    client: AilyClient,
+async def pages(
+    transport: Transport,
     call: str,
     path: str,
     key: str,
@@ -72,12 +62,12 @@ async def _pages(
         query = dict(params)
         if token:
             query["page_token"] = token
-        data = await client.request(call, "GET", path, params=query, biz_user_id=biz_user_id)
+        data = await transport.request(call, "GET", path, params=query, biz_user_id=biz_user_id)
         items = data.get(key) or []
         if not isinstance(items, list):
             raise AilyResponseError(f"data.{key} is not a list", call=call)
         for index, raw in enumerate(items):
-            yield _structure(call, raw, cls, f"data.{key}[{index}]")
+            yield structure(call, raw, cls, f"data.{key}[{index}]")
         token = data.get("page_token") or None
         if not data.get("has_more") or not token:
             return
@@ -88,14 +78,19 @@ async def _pages(
         seen.add(token)
 
 
-class _Resource:
-    __slots__ = ("_client",)
+class Resource:
+    """A group of calls over the transport."""
 
-    def __init__(self, client: AilyClient) -> None:
-        self._client = client
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
 
 
-class Sessions(_Resource):
+class Sessions(Resource):
     """Sessions: one conversation between a user and an Aily app."""
 
     __slots__ = ()
@@ -110,17 +105,19 @@ class Sessions(_Resource):
         """Create a session. ``metadata``/``channel_context``: a dict or a JSON string."""
         call = "sessions.create"
         body = _session_body(call, metadata, channel_context)
-        data = await self._client.request(
+        data = await self._transport.request(
             call, "POST", "/sessions", body=body, safety="unsafe", biz_user_id=biz_user_id
         )
-        return _model(call, data, "session", Session)
+        return model(call, data, "session", Session)
 
     async def get(self, session_id: str, *, biz_user_id: str | None = None) -> Session:
         """Fetch a session."""
         call = "sessions.get"
         sid = v.session_id(call, session_id)
-        data = await self._client.request(call, "GET", f"/sessions/{sid}", biz_user_id=biz_user_id)
-        return _model(call, data, "session", Session)
+        data = await self._transport.request(
+            call, "GET", f"/sessions/{sid}", biz_user_id=biz_user_id
+        )
+        return model(call, data, "session", Session)
 
     async def update(
         self,
@@ -134,16 +131,16 @@ class Sessions(_Resource):
         call = "sessions.update"
         sid = v.session_id(call, session_id)
         body = _session_body(call, metadata, channel_context)
-        data = await self._client.request(
+        data = await self._transport.request(
             call, "PUT", f"/sessions/{sid}", body=body, safety="unsafe", biz_user_id=biz_user_id
         )
-        return _model(call, data, "session", Session)
+        return model(call, data, "session", Session)
 
     async def delete(self, session_id: str, *, biz_user_id: str | None = None) -> None:
         """Delete a session (deleting is harmless to repeat, so it is retried)."""
         call = "sessions.delete"
         sid = v.session_id(call, session_id)
-        await self._client.request(call, "DELETE", f"/sessions/{sid}", biz_user_id=biz_user_id)
+        await self._transport.request(call, "DELETE", f"/sessions/{sid}", biz_user_id=biz_user_id)
 
 
 def _session_body(call: str, metadata: object, channel_context: object) -> dict[str, str]:
@@ -157,7 +154,7 @@ def _session_body(call: str, metadata: object, channel_context: object) -> dict[
     return body
 
 
-class Messages(_Resource):
+class Messages(Resource):
     """Messages in a session."""
 
     __slots__ = ()
@@ -201,7 +198,7 @@ class Messages(_Resource):
             ):
                 raise AilyValidationError("mentions", "must be a list of objects", call=call)
             body["mentions"] = [dict(m) for m in mentions]
-        data = await self._client.request(
+        data = await self._transport.request(
             call,
             "POST",
             f"/sessions/{sid}/messages",
@@ -209,7 +206,7 @@ class Messages(_Resource):
             safety="idempotent",
             biz_user_id=biz_user_id,
         )
-        return _model(call, data, "message", Message)
+        return model(call, data, "message", Message)
 
     async def get(
         self, session_id: str, message_id: str, *, biz_user_id: str | None = None
@@ -218,10 +215,10 @@ class Messages(_Resource):
         call = "messages.get"
         sid = v.session_id(call, session_id)
         mid = v.message_id(call, message_id)
-        data = await self._client.request(
+        data = await self._transport.request(
             call, "GET", f"/sessions/{sid}/messages/{mid}", biz_user_id=biz_user_id
         )
-        return _model(call, data, "message", Message)
+        return model(call, data, "message", Message)
 
     def list(
         self,
@@ -245,181 +242,10 @@ class Messages(_Resource):
         if page_size is not None:
             params["page_size"] = str(v.page_size(call, page_size))
         path = f"/sessions/{sid}/messages"
-        return _pages(self._client, call, path, "messages", Message, params, biz_user_id)
+        return pages(self._transport, call, path, "messages", Message, params, biz_user_id)
 
 
-class Runs(_Resource):
-    """Runs: the app reading a session and answering it."""
-
-    __slots__ = ()
-
-    async def create(
-        self,
-        session_id: str,
-        *,
-        app_id: str,
-        skill_id: str | None = None,
-        skill_input: str | Mapping[str, Any] | None = None,
-        metadata: str | Mapping[str, Any] | None = None,
-        poll: PollPolicy | None = None,
-        poll_interval: float | None = None,
-        biz_user_id: str | None = None,
-    ) -> RunHandle:
-        """Create a run and return a :class:`RunHandle` (``await`` it for the final run).
-
-        Never creates two runs: if an attempt fails in a way that leaves it unknown whether the
-        run was created (a dropped connection, a timeout, a 5xx), the session's runs are listed
-        and the run found there is adopted before anything is sent again.
-        """
-        call = "runs.create"
-        sid = v.session_id(call, session_id)
-        v.check_str(call, "app_id", app_id, max_len=64, required=True)
-        body: dict[str, str] = {"app_id": app_id}
-        if skill_id is not None:
-            v.check_str(call, "skill_id", skill_id, max_len=32, required=True)
-            body["skill_id"] = skill_id
-        if skill_input is not None:
-            if skill_id is None:
-                raise AilyValidationError(
-                    "skill_input", "only takes effect with skill_id; give both", call=call
-                )
-            body["skill_input"] = v.json_text(call, "skill_input", skill_input, max_len=255)
-        if metadata is not None:
-            body["metadata"] = v.json_text(call, "metadata", metadata, max_len=255)
-        if poll_interval is not None:
-            poll = PollPolicy(interval=poll_interval) if poll is None else poll
-        client = self._client
-        policy = client._retry
-        since_ms = int(time.time() * 1000) - 5000
-        uncertain = False
-        for attempt in range(policy.max_attempts):
-            try:
-                data = await client.request(
-                    call,
-                    "POST",
-                    f"/sessions/{sid}/runs",
-                    body=body,
-                    safety="unsafe",
-                    biz_user_id=biz_user_id,
-                    biz_user_id_max=64,
-                )
-                return RunHandle(client, _model(call, data, "run", Run), poll=poll)
-            except AilyError as exc:
-                ambiguous = _maybe_landed(exc)
-                if not ambiguous and not (uncertain and isinstance(exc, AilyInvalidParamsError)):
-                    raise
-                uncertain = True
-                landed = await self._find_landed(session_id, app_id, since_ms)
-                if landed is not None:
-                    return RunHandle(client, landed, poll=poll)
-                if not ambiguous or attempt + 1 >= policy.max_attempts:
-                    raise
-                await asyncio.sleep(policy.delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _find_landed(self, session_id: str, app_id: str, since_ms: int) -> Run | None:
-        """The run an uncertain create left behind, if any: the session's active run, or the
-        newest one created by this app since the create began."""
-        best: Run | None = None
-        async for run in self.list(session_id):
-            if run.app_id not in (None, "", app_id):
-                continue
-            if run.status.is_active:
-                return run
-            if (
-                run.created_at is not None
-                and run.created_at >= since_ms
-                and (best is None or (best.created_at or 0) < run.created_at)
-            ):
-                best = run
-        return best
-
-    async def get(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
-        """Fetch a run once."""
-        return await self._get(session_id, run_id, biz_user_id=biz_user_id)
-
-    async def _get(
-        self, session_id: str, run_id: str, *, biz_user_id: str | None = None, granted: bool = False
-    ) -> Run:
-        call = "runs.get"
-        sid = v.session_id(call, session_id)
-        rid = v.run_id(call, run_id)
-        data = await self._client.request(
-            call, "GET", f"/sessions/{sid}/runs/{rid}", biz_user_id=biz_user_id, granted=granted
-        )
-        return _model(call, data, "run", Run)
-
-    def list(
-        self, session_id: str, *, page_size: int | None = None, biz_user_id: str | None = None
-    ) -> AsyncIterator[Run]:
-        """Iterate over the session's runs (all pages)."""
-        call = "runs.list"
-        sid = v.session_id(call, session_id)
-        params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
-        path = f"/sessions/{sid}/runs"
-        return _pages(self._client, call, path, "runs", Run, params, biz_user_id)
-
-    async def cancel(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
-        """Ask the service to cancel a run; returns the run as the service answered."""
-        call = "runs.cancel"
-        sid = v.session_id(call, session_id)
-        rid = v.run_id(call, run_id)
-        data = await self._client.request(
-            call, "POST", f"/sessions/{sid}/runs/{rid}/cancel", biz_user_id=biz_user_id
-        )
-        return _model(call, data, "run", Run)
-
-    def attach(self, run: Run, *, poll: PollPolicy | None = None) -> RunHandle:
-        """A :class:`RunHandle` for a run you already have (e.g. from ``runs.list``)."""
-        if run.session_id is None:
-            raise AilyValidationError(
-                "run.session_id", "is required to poll a run", call="runs.attach"
-            )
-        v.session_id("runs.attach", run.session_id, "run.session_id")
-        v.run_id("runs.attach", run.id, "run.id")
-        return RunHandle(self._client, run, poll=poll)
-
-    async def run(
-        self,
-        content: str,
-        *,
-        app_id: str,
-        session_id: str | None = None,
-        content_type: str = "MDX",
-        skill_id: str | None = None,
-        skill_input: str | Mapping[str, Any] | None = None,
-        metadata: str | Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-        poll: PollPolicy | None = None,
-        biz_user_id: str | None = None,
-    ) -> RunResult:
-        """The whole round trip in one await: send ``content`` (to a new session unless
-        ``session_id`` is given), create a run, wait for it, return it with its answer."""
-        if session_id is None:
-            session_id = (await self._client.sessions.create(biz_user_id=biz_user_id)).id
-        await self._client.messages.create(
-            session_id, content, content_type=content_type, biz_user_id=biz_user_id
-        )
-        handle = await self.create(
-            session_id,
-            app_id=app_id,
-            skill_id=skill_id,
-            skill_input=skill_input,
-            metadata=metadata,
-            poll=poll,
-            biz_user_id=biz_user_id,
-        )
-        return await handle.result(timeout)
-
-
-def _maybe_landed(exc: AilyError) -> bool:
-    """True when a write failed in a way that leaves unknown whether it took effect."""
-    if isinstance(exc, AilyConnectionError):
-        return exc.sent
-    return isinstance(exc, AilyTimeoutError | AilyServerError)
-
-
-class Skills(_Resource):
+class Skills(Resource):
     """Skills: call one directly, JSON in, JSON out."""
 
     __slots__ = ()
@@ -444,7 +270,7 @@ class Skills(_Resource):
         aid = v.app_id(call, app_id)
         kid = v.skill_id(call, skill_id)
         body = _skill_body(call, query, files, variables, input)
-        data = await self._client.request(
+        data = await self._transport.request(
             call,
             "POST",
             f"/apps/{aid}/skills/{kid}/start",
@@ -452,17 +278,17 @@ class Skills(_Resource):
             safety="unsafe",
             biz_user_id=biz_user_id,
         )
-        return _structure(call, data, SkillResult, "data")
+        return structure(call, data, SkillResult, "data")
 
     async def get(self, app_id: str, skill_id: str, *, biz_user_id: str | None = None) -> Skill:
         """Describe one skill."""
         call = "skills.get"
         aid = v.app_id(call, app_id)
         kid = v.skill_id(call, skill_id)
-        data = await self._client.request(
+        data = await self._transport.request(
             call, "GET", f"/apps/{aid}/skills/{kid}", biz_user_id=biz_user_id
         )
-        return _model(call, data, "skill", Skill)
+        return model(call, data, "skill", Skill)
 
     def list(
         self, app_id: str, *, page_size: int | None = None, biz_user_id: str | None = None
@@ -472,7 +298,7 @@ class Skills(_Resource):
         aid = v.app_id(call, app_id)
         params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
         path = f"/apps/{aid}/skills"
-        return _pages(self._client, call, path, "skills", Skill, params, biz_user_id)
+        return pages(self._transport, call, path, "skills", Skill, params, biz_user_id)
 
 
 def _skill_body(

@@ -59,8 +59,9 @@ def free_port() -> int:
 
 @pytest.fixture
 async def once(fake: FakeAily) -> AsyncIterator[AilyClient]:
-    """A client for ``fake`` that never retries."""
-    async with make_client(fake, retry=RetryPolicy.no_wait(max_attempts=1)) as client:
+    """A client for ``fake`` that never retries and never waits for quota."""
+    policy = RetryPolicy(max_attempts=1, base_delay=0, max_delay=0, max_quota_wait=0)
+    async with make_client(fake, retry=policy) as client:
         yield client
 
 
@@ -338,7 +339,7 @@ async def test_429_with_the_default_limiter_waits_the_reset() -> None:
 
 @virtual_time
 async def test_429_reset_wait_is_capped() -> None:
-    """A huge reset header is capped by ``max_reset_wait``."""
+    """A huge reset header is waited for at most ``max_reset_wait``."""
     async with FakeAily() as fake:
         policy = RetryPolicy(max_attempts=2, base_delay=0.0, max_reset_wait=5.0)
         async with make_client(fake, retry=policy) as client:
@@ -351,14 +352,17 @@ async def test_429_reset_wait_is_capped() -> None:
 
 
 async def test_429_persisting_raises_rate_limit_error(client: AilyClient, fake: FakeAily) -> None:
-    """A 429 that persists through every attempt raises AilyRateLimitError with retry_after."""
-    fake.inject("skills.list", status=429, headers={"x-ogw-ratelimit-reset": "2"}, times=10)
+    """A 429 that persists past the quota-wait cap raises AilyRateLimitError with retry_after;
+    429s spend no attempts, so the call is tried once per announced reset until the cap."""
+    fake.inject("skills.list", status=429, headers={"x-ogw-ratelimit-reset": "2"}, times=200)
     with pytest.raises(AilyRateLimitError) as info:
         async for _ in client.skills.list(APP):
             pass
     error = info.value
     assert (error.code, error.http_status, error.retry_after) == (99991400, 429, 2.0)
-    assert counts(fake, "skills.list") == 4
+    # no_wait() makes each wait nil, counted as 1 s: max_quota_wait=120 allows 120 waits, and
+    # the 121st 429 ends the call.
+    assert counts(fake, "skills.list") == 121
 
 
 @pytest.mark.parametrize("drop", ["before", "after"])

@@ -12,14 +12,27 @@ import aily_async
 
 # Names in a private module's ``__all__`` that are deliberately not re-exported, with why.
 INTERNAL: dict[str, set[str]] = {
-    # Token plumbing used by the client only.
-    "_auth": {"Credentials", "TENANT_TOKEN_INVALID"},
-    # Resource classes are reached as ``client.sessions`` etc., never built by users.
-    "_resources": {"Messages", "Runs", "Sessions", "Skills"},
-    # The per-client backoff wrapper behind the request seam (users pass a RetryPolicy).
-    "_retry": {"Retrier"},
-    # The ``aily demo`` command's body, reached through the CLI.
-    "_cli_demo": {"run_demo"},
+    # Token plumbing used by the transport only.
+    "_auth": {"Credentials", "TENANT_TOKEN_INVALID", "TOKEN_CALL", "TOKEN_PATH"},
+    # The code-to-class mapping behind every API error.
+    "_errors": {"api_error"},
+    # How the client builds its limiters from the ``limiter=`` option.
+    "_limiter": {"LimiterOption", "limiter_set"},
+    # The per-task "a request leaves" hook batches use.
+    "_hooks": {"sending"},
+    # Resource classes are reached as ``client.sessions`` etc., never built by users; the
+    # helpers every resource shares.
+    "_resources": {"Messages", "Resource", "Sessions", "Skills", "model", "pages", "structure"},
+    "_runs": {"Runs"},
+    # The retry loop and its rules (users pass a RetryPolicy).
+    "_retry": {"NotSent", "Safety", "call_with_retries", "may_have_landed", "not_sent"},
+    # The request seam and its counters (reached as ``client.stats``).
+    "_transport": {"API_PREFIX", "Stats", "Transport"},
+    # The shared poll loop under RunHandle.
+    "_poller": {"Guard", "Poller"},
+    "_run_handle": {"RunCalls"},
+    # The default wire and the envelope decoder (users may give their own Wire).
+    "_wire": {"AiohttpWire", "decode"},
 }
 # Private modules of helpers only, with no public names (and so no ``__all__``).
 HELPER_MODULES = {"_validation"}

@@ -1,7 +1,7 @@
 """Hostile answers and hostile input: the client explains, or tolerates, and never crashes.
 
 Answers: hypothesis feeds malformed JSON, HTML error pages, wrong types, missing and extra
-fields, huge strings and unknown statuses to the decoder (``AilyClient._decode`` and the model
+fields, huge strings and unknown statuses to the decoder (``aily_async._wire.decode`` and the model
 converter) directly for many examples, through the whole request seam and the resources for
 many more, and over HTTP through ``FakeAily.inject`` for a sample. Whatever comes back, the
 caller sees a result or an :class:`AilyError` naming the call and what was wrong, never a
@@ -33,6 +33,7 @@ from aily_async import (
     AilyRateLimitError,
     AilyResponseError,
     AilyValidationError,
+    Answer,
     Message,
     RetryPolicy,
     Run,
@@ -42,7 +43,9 @@ from aily_async import (
     SkillResult,
     TokenBucket,
 )
-from aily_async._resources import _model, _structure
+from aily_async._resources import model as _model
+from aily_async._resources import structure as _structure
+from aily_async._wire import decode
 from aily_async.testing import ROUTES, FakeAily
 
 APP = "spring_449d72db2f__c"
@@ -264,7 +267,7 @@ def test_decoder_answers_or_explains(
     """``_decode`` returns a dict for a success envelope and raises an explaining AilyError for
     anything else (bad JSON, HTML, wrong types, redirects, error codes), never a builtin error."""
     try:
-        data, code = bare_client._decode("runs.get", status, payload, None, reset, raw=raw)
+        data, code = decode("runs.get", Answer(status, payload, None, reset), raw=raw)
     except AilyError as exc:
         error: AilyError | None = exc
     else:
@@ -327,9 +330,9 @@ def test_unknown_run_status_is_tolerated_as_terminal(status: str) -> None:
 def test_deeply_nested_json_is_a_response_error(bare_client: AilyClient) -> None:
     """JSON nested deeper than the recursion limit is refused as an unreadable answer."""
     with pytest.raises(AilyResponseError, match=r"runs\.get: expected a JSON object"):
-        bare_client._decode("runs.get", 200, b"[" * 100_000, None, None, raw=False)
+        decode("runs.get", Answer(200, b"[" * 100_000))
     with pytest.raises(AilyError):
-        bare_client._decode("runs.get", 502, b'{"a":' * 50_000, None, None, raw=False)
+        decode("runs.get", Answer(502, b'{"a":' * 50_000))
 
 
 # --------------------------------------------------------------------------- through the seam
@@ -337,52 +340,46 @@ def test_deeply_nested_json_is_a_response_error(bare_client: AilyClient) -> None
 
 @attrs.define
 class _Wire:
-    """What the stand-in exchange answers: one (status, payload, reset) for every API call."""
+    """A stand-in wire: one (status, payload, reset) answer for every API call, a valid token
+    for every token fetch."""
 
     status: int = 200
     payload: bytes = b""
     reset: str | None = None
     calls: int = 0
 
+    async def send(
+        self, call: str, method: str, url: Any, headers: Any, data: Any, params: Any
+    ) -> Answer:
+        if call == "auth.token":
+            return Answer(200, b'{"code":0,"tenant_access_token":"t-seam","expire":7200}')
+        self.calls += 1
+        if self.calls > 50:
+            raise AssertionError(f"runaway: more than 50 requests ({call})")
+        return Answer(self.status, self.payload, None, self.reset)
+
+    async def close(self) -> None:
+        pass
+
 
 def _seam_client(wire: _Wire) -> AilyClient:
-    """A client whose HTTP exchange is replaced by the real decoder fed ``wire``'s answer.
+    """A client whose wire answers with ``wire``'s answer.
 
     Everything above the exchange is real: the request seam with its retries and token refresh,
     the resources, pagination and RunHandle polling.
     """
-    client = AilyClient(
+    return AilyClient(
         "cli_test",
         "test-secret",
         base_url="http://127.0.0.1:9",
         limiter=None,
-        retry=RetryPolicy.no_wait(max_attempts=2),
+        retry=RetryPolicy(
+            max_attempts=2, base_delay=0, max_delay=0, max_reset_wait=0, max_quota_wait=10
+        ),
         poll_interval=0.5,
+        wire=wire,
     )
 
-    async def exchange(
-        session: Any,
-        call: str,
-        method: str,
-        url: Any,
-        path: str,
-        headers: Any,
-        data: Any,
-        params: Any,
-        attempt: int,
-        *,
-        raw: bool = False,
-    ) -> dict[str, Any]:
-        if call == "auth.token":
-            return {"code": 0, "tenant_access_token": "t-seam", "expire": 7200}
-        wire.calls += 1
-        if wire.calls > 50:
-            raise AssertionError(f"runaway: more than 50 requests ({call})")
-        result, _ = client._decode(call, wire.status, wire.payload, None, wire.reset, raw=raw)
-        return result
-
-    client._exchange = exchange  # type: ignore[method-assign]
-    return client
 
 
 async def _drain(iterator: Any) -> list[Any]:

@@ -22,7 +22,7 @@ from aily_async import (
     Skill,
     SkillResult,
 )
-from aily_async._models import _converter
+from aily_async._models import converter
 from aily_async.testing import FakeAily
 
 STAMP = 1711975665710
@@ -32,7 +32,7 @@ STAMP_UTC = dt.datetime(2024, 4, 1, 12, 47, 45, 710000, tzinfo=dt.timezone.utc)
 @pytest.mark.parametrize("raw", [str(STAMP), STAMP, f" {STAMP} ", float(STAMP)])
 def test_timestamps_become_millis(raw: object) -> None:
     """A millisecond timestamp sent as a string or a number becomes a Millis int."""
-    run = _converter.structure({"id": "run_1", "created_at": raw}, Run)
+    run = converter.structure({"id": "run_1", "created_at": raw}, Run)
     assert type(run.created_at) is Millis
     assert run.created_at == STAMP
     assert run.created_at.datetime == STAMP_UTC
@@ -41,7 +41,7 @@ def test_timestamps_become_millis(raw: object) -> None:
 @pytest.mark.parametrize("raw", ["0", 0, "", None])
 def test_unset_timestamps_are_none(raw: object) -> None:
     """The service's "0" (not started yet), an empty string or null mean no timestamp."""
-    run = _converter.structure({"id": "run_1", "started_at": raw, "ended_at": raw}, Run)
+    run = converter.structure({"id": "run_1", "started_at": raw, "ended_at": raw}, Run)
     assert run.started_at is None
     assert run.ended_at is None
     assert run.duration is None
@@ -51,7 +51,7 @@ def test_unset_timestamps_are_none(raw: object) -> None:
 def test_bad_timestamps_are_rejected(raw: object) -> None:
     """A timestamp that is not a whole number of milliseconds fails to decode."""
     with pytest.raises(cattrs.ClassValidationError) as info:
-        _converter.structure({"id": "run_1", "created_at": raw}, Run)
+        converter.structure({"id": "run_1", "created_at": raw}, Run)
     assert cattrs.transform_error(info.value) == [
         "invalid value for type, expected aily_async._models.Millis | None @ $.created_at"
     ]
@@ -89,7 +89,7 @@ def test_known_statuses(status: str, active: bool) -> None:
 
 def test_unknown_status_is_terminal_and_kept() -> None:
     """A status the client does not know decodes without error, keeps its value, is terminal."""
-    run = _converter.structure({"id": "run_1", "status": "ARCHIVED"}, Run)
+    run = converter.structure({"id": "run_1", "status": "ARCHIVED"}, Run)
     assert run.status.value == "ARCHIVED"
     assert run.status == "ARCHIVED"
     assert run.status.is_terminal
@@ -99,7 +99,7 @@ def test_unknown_status_is_terminal_and_kept() -> None:
 
 def test_unknown_fields_are_ignored() -> None:
     """Fields the models do not know (new API fields) are ignored, everywhere."""
-    message = _converter.structure(
+    message = converter.structure(
         {
             "id": "message_1",
             "brand_new": {"x": 1},
@@ -111,16 +111,16 @@ def test_unknown_fields_are_ignored() -> None:
     assert message.id == "message_1"
     assert message.sender == Sender(sender_type="ASSISTANT")
     assert message.is_assistant
-    run = _converter.structure({"id": "run_1", "error": {"code": "e1", "trace": "..."}}, Run)
+    run = converter.structure({"id": "run_1", "error": {"code": "e1", "trace": "..."}}, Run)
     assert run.error == RunError(code="e1")
 
 
 def test_missing_optional_fields_take_defaults() -> None:
     """An answer holding only an id decodes, optional fields take their defaults."""
-    run = _converter.structure({"id": "run_1"}, Run)
+    run = converter.structure({"id": "run_1"}, Run)
     assert run == Run(id="run_1")
     assert run.status is RunStatus.QUEUED
-    message = _converter.structure({"id": "message_1", "sender": None, "files": None}, Message)
+    message = converter.structure({"id": "message_1", "sender": None, "files": None}, Message)
     assert message.sender is None
     assert message.files == ()
     assert message.text == ""
@@ -128,13 +128,13 @@ def test_missing_optional_fields_take_defaults() -> None:
 
 def test_empty_nested_objects_are_none() -> None:
     """An empty or null error/sender object means "absent", as the service sends them."""
-    run = _converter.structure({"id": "run_1", "error": {}}, Run)
+    run = converter.structure({"id": "run_1", "error": {}}, Run)
     assert run.error is None
 
 
 def test_run_fields_and_duration() -> None:
     """A full run answer decodes every field; duration is ended_at - created_at in seconds."""
-    run = _converter.structure(
+    run = converter.structure(
         {
             "id": "run_1",
             "session_id": "session_1",
@@ -158,13 +158,13 @@ def test_run_fields_and_duration() -> None:
 
 def test_session_and_skill_json_views() -> None:
     """JSON-string fields stay strings, with helpers that parse them (empty means None)."""
-    session = _converter.structure({"id": "session_1", "metadata": '{"a": 1}'}, Session)
+    session = converter.structure({"id": "session_1", "metadata": '{"a": 1}'}, Session)
     assert session.metadata == '{"a": 1}'
     assert session.metadata_json() == {"a": 1}
     assert (
-        _converter.structure({"id": "session_1", "metadata": ""}, Session).metadata_json() is None
+        converter.structure({"id": "session_1", "metadata": ""}, Session).metadata_json() is None
     )
-    skill = _converter.structure(
+    skill = converter.structure(
         {"id": "skill_1", "samples": ["a", "b"], "input_schema": '{"type": "object"}'}, Skill
     )
     assert skill.samples == ("a", "b")
@@ -174,7 +174,7 @@ def test_session_and_skill_json_views() -> None:
 
 def test_skill_result_json() -> None:
     """SkillResult keeps output as sent and json() parses it; empty output is None."""
-    result = _converter.structure({"output": '{"answer": 42}', "status": "success"}, SkillResult)
+    result = converter.structure({"output": '{"answer": 42}', "status": "success"}, SkillResult)
     assert result.output == '{"answer": 42}'
     assert result.json() == {"answer": 42}
     assert SkillResult(output="").json() is None
@@ -196,10 +196,10 @@ def test_models_are_frozen(model: type[Any]) -> None:
 def test_wrong_types_fail_with_a_path() -> None:
     """A field of the wrong type fails to decode (ids must be strings, lists must be lists)."""
     with pytest.raises(cattrs.ClassValidationError) as info:
-        _converter.structure({"id": {"nested": True}}, Run)
+        converter.structure({"id": {"nested": True}}, Run)
     assert cattrs.transform_error(info.value)[0].endswith("@ $.id")
     with pytest.raises(cattrs.ClassValidationError) as info:
-        _converter.structure({"id": "message_1", "files": "a"}, Message)
+        converter.structure({"id": "message_1", "files": "a"}, Message)
     assert cattrs.transform_error(info.value)[0].endswith("@ $.files")
 
 

@@ -101,7 +101,7 @@ async def test_without_a_limiter_the_same_burst_gets_429s() -> None:
     window above is really enforced, so that test can fail."""
     async with aily(
         rate_limits={"skills.start": [(N, W)]},
-        client={"limiter": None, "retry": RetryPolicy.no_wait(max_attempts=1)},
+        client={"limiter": None, "retry": RetryPolicy(max_attempts=1, max_quota_wait=0)},
     ) as (fake, client):
         results = await start_skills(client, 3 * N)
         refused = [r for r in results if isinstance(r, AilyRateLimitError)]

@@ -26,8 +26,9 @@ from aily_async import (
     RunHandle,
     RunStatus,
     RunWaitTimeout,
-    _runs,
+    _poller,
 )
+from aily_async._wire import AiohttpWire
 from aily_async.testing import FakeAily, RunPlan
 
 APP_ID = "spring_449d72db2f__c"
@@ -85,7 +86,7 @@ def client_tasks() -> list[asyncio.Task[Any]]:
 def sleep_timers() -> list[asyncio.TimerHandle]:
     """Pending sleep timers of the running loop: ``asyncio.sleep``'s and the poll loop's."""
     scheduled: list[asyncio.TimerHandle] = getattr(asyncio.get_running_loop(), "_scheduled", [])
-    wakes = (getattr(asyncio.futures, "_set_result_unless_cancelled", object()), _runs._wake)
+    wakes = (getattr(asyncio.futures, "_set_result_unless_cancelled", object()), _poller._wake)
     return [h for h in scheduled if not h.cancelled() and getattr(h, "_callback", None) in wakes]
 
 
@@ -363,7 +364,8 @@ async def test_cancelling_the_awaiter_mid_request_releases_the_connection() -> N
         fake.inject("runs.get", status=None, delay=10.0)  # the first poll hangs for 10 s
         waiter = loop.create_task(handle.wait())
         await asyncio.sleep(3.0)
-        connector: Any = client._session.connector if client._session else None
+        assert isinstance(client.wire, AiohttpWire)
+        connector: Any = client.wire.pool
         assert connector is not None
         assert len(connector._acquired) == 1
         waiter.cancel()

@@ -30,7 +30,7 @@ from ._models import (
     SkillResult,
 )
 from ._ratelimit import DOCUMENTED_LIMITS, RateLimitConfig
-from ._serve import main, serve
+from ._serve import build_parser, main, serve, server_options
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -50,6 +50,8 @@ __all__ = [
     "SkillHandler",
     "SkillRequest",
     "SkillResult",
+    "build_parser",
     "main",
     "serve",
+    "server_options",
 ]

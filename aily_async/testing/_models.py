@@ -76,6 +76,12 @@ class RunPlan:
     latest user message, or a JSON echo of ``skill_input`` when the run names a skill and
     gives an input. ``error`` is the ``(code, message)`` pair reported when ``outcome`` is
     ``FAILED``.
+
+    ``placeholder`` (default ``None``) is a text such as ``"…thinking…"`` that the partial
+    answer (listed with ``with_partial_message=true``) shows during the first third of the
+    writing time; the answer then replaces it, growing from its start (it is never appended
+    to the placeholder), and the finished answer holds the answer alone. Without a
+    placeholder the partial answer grows from empty over the whole writing time.
     """
 
     queued: float = attrs.field(default=0.05, validator=_non_negative)
@@ -84,6 +90,7 @@ class RunPlan:
     requires_message: bool = False
     answer: str | None = None
     error: tuple[str, str] = ("sp_ec_sm_900101", "技能不存在或已删除")
+    placeholder: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -212,8 +219,10 @@ class Faults:
 class RecordedRequest:
     """One request the fake received, as kept in ``FakeAily.requests``.
 
-    ``status`` is ``None`` when the connection was dropped without an answer. ``fault`` names
-    the injected fault, if any: ``"error"``, ``"delay"``, ``"drop-before"`` or ``"drop-after"``.
+    ``status`` is ``None`` when no answer was sent: the connection was dropped, or the client
+    had gone before a held answer was due. ``fault`` names the fault, if any: ``"error"``,
+    ``"delay"``, ``"hold"``, ``"drop-before"``, ``"drop-after"`` (injected or random) or
+    ``"outage"``.
     ``headers`` hold everything sent except the token itself (``Authorization`` keeps its
     scheme and the token's two-letter prefix, e.g. ``"Bearer t-<redacted>"``). ``json`` is the
     decoded JSON body (with ``app_secret`` redacted), or ``None``. ``time`` is the fake's clock

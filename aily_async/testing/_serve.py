@@ -11,7 +11,7 @@ from typing import Any
 from ._fake import FakeAily
 from ._models import Faults
 
-__all__ = ["build_parser", "main", "serve"]
+__all__ = ["build_parser", "main", "serve", "server_options"]
 
 
 async def serve(port: int = 8080, host: str = "127.0.0.1", **options: Any) -> None:
@@ -49,6 +49,13 @@ def build_parser(prog: str = "python -m aily_async.testing") -> argparse.Argumen
         "--time-scale", type=float, default=1.0, metavar="F", help="multiplies rate windows"
     )
     parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds the server's clock is ahead (timestamps and Date headers)",
+    )
+    parser.add_argument(
         "--app",
         action="append",
         default=[],
@@ -58,13 +65,20 @@ def build_parser(prog: str = "python -m aily_async.testing") -> argparse.Argumen
     return parser
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Turn arguments parsed by :func:`build_parser` into keyword arguments of :class:`FakeAily`.
+
+    ``--port`` and ``--host`` are left out (they are :func:`serve`'s own arguments). Raises
+    ``ValueError`` on a malformed ``--app``.
+    """
     options: dict[str, Any] = {
         "rate_limits": args.rate_limits,
         "token_ttl": args.token_ttl,
         "run_duration": args.run_duration,
         "time_scale": args.time_scale,
     }
+    if args.clock_offset:
+        options["clock_offset"] = args.clock_offset
     if args.error_rate or args.drop_rate:
         options["faults"] = Faults(
             error_rate=args.error_rate, drop_rate=args.drop_rate, seed=args.seed
@@ -77,12 +91,16 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+#: The old private name, kept while ``aily_async.cli`` still calls it.
+_options = server_options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and serve until Ctrl-C; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        options = _options(args)
+        options = server_options(args)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -17,6 +17,7 @@ from ._models import RunPlan
 __all__ = [
     "ID_ALPHABET",
     "MESSAGE_ID_RE",
+    "PLACEHOLDER_SHARE",
     "RUN_ID_RE",
     "SESSION_ID_RE",
     "MessageRecord",
@@ -26,6 +27,7 @@ __all__ = [
     "answer_state",
     "answer_wire",
     "message_wire",
+    "partial_text",
     "run_wire",
     "session_wire",
 ]
@@ -38,6 +40,9 @@ MESSAGE_ID_RE = re.compile(r"message_[0-9a-hjkmnp-z]{1,24}")
 
 #: Timestamp sent for a run that has not started or ended yet.
 UNSET_MS = "0"
+
+#: Share of the writing time during which a run's partial answer shows its placeholder.
+PLACEHOLDER_SHARE = 1 / 3
 
 MsFormatter = Callable[[float], str]
 
@@ -194,7 +199,7 @@ def answer_state(run: RunRecord, now: float, *, partial: bool) -> tuple[float, s
     """Return ``(created, content, status)`` of a run's answer at ``now``, if visible.
 
     A finished answer exists once the run is ``COMPLETED``; while the run is writing it, the
-    answer is visible only with ``partial`` and holds the part written so far.
+    answer is visible only with ``partial`` and holds what :func:`partial_text` gives.
     """
     view = run.view(now)
     if view.answer_created is None:
@@ -203,8 +208,23 @@ def answer_state(run: RunRecord, now: float, *, partial: bool) -> tuple[float, s
         return view.answer_created, run.answer, "COMPLETED"
     if not partial:
         return None
-    written = int(len(run.answer) * view.answer_fraction)
-    return view.answer_created, run.answer[:written], "IN_PROGRESS"
+    return view.answer_created, partial_text(run, view.answer_fraction), "IN_PROGRESS"
+
+
+def partial_text(run: RunRecord, fraction: float) -> str:
+    """Return the text of a run's answer once ``fraction`` (0 to 1) of its writing time passed.
+
+    With a placeholder in the plan, the placeholder stands for the first
+    :data:`PLACEHOLDER_SHARE` of the time; the answer then grows from its start (at least one
+    character of it) and replaces the placeholder. Without one, the answer grows from empty.
+    """
+    answer, placeholder = run.answer, run.plan.placeholder
+    if placeholder is None:
+        return answer[: int(len(answer) * fraction)]
+    if fraction < PLACEHOLDER_SHARE:
+        return placeholder
+    rest = (fraction - PLACEHOLDER_SHARE) / (1 - PLACEHOLDER_SHARE)
+    return answer[: max(1, int(len(answer) * rest))]
 
 
 def answer_wire(run: RunRecord, state: tuple[float, str, str], ms: MsFormatter) -> dict[str, Any]:

@@ -19,27 +19,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import AilyError
+from .._errors import CheckpointError
 
 try:  # pragma: no cover - platform dependent
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CheckpointError"]
+__all__ = ["Checkpoint", "Key", "dumps", "is_key", "to_json"]
 
 logger = logging.getLogger("aily_async")
 
 Key = int | str
-
-
-class CheckpointError(AilyError, RuntimeError):
-    """The checkpoint file cannot be used: locked by another batch, unreadable, or it holds a
-    different input under an item's key."""
 
 
 def is_key(value: object) -> bool:
@@ -143,10 +138,6 @@ class Checkpoint:
                 os.fsync(self._file.fileno())
         except OSError as exc:
             raise CheckpointError(f"cannot write checkpoint {self._path}: {exc}") from None
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """The last record of each key."""
-        return iter(self._records.values())
 
     def compact(self) -> None:
         """Rewrite the file with only the last line of each key, in input order (atomic)."""

@@ -10,6 +10,7 @@ item is reported and the batch goes on.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
@@ -18,18 +19,36 @@ import time
 from collections import Counter
 from typing import Any, TextIO
 
-from ._client import AilyClient
-from ._limiter import DOCUMENTED_QUOTAS, Limits
-from ._polling import PollPolicy
-from ._progress import ProgressBar
+from aily_async import DOCUMENTED_QUOTAS, AilyClient, Limits, PollPolicy
+from aily_async.batch import ProgressBar
 
-__all__ = ["run_demo"]
+from ._common import UsageError
+
+__all__ = ["demo_command", "run_demo"]
 
 APP_ID = "spring_aily_demo__c"
 SKILL_ID = "skill_echo"
 _DEMO_APP = ("cli_aily_demo", "demo-secret")
 _FAILING_ROWS = (42, 142, 242)
 _FAILING_RUN = 50
+
+
+async def demo_command(args: argparse.Namespace) -> int:
+    """``aily demo``: check the options, run the demo."""
+    for name in ("skills", "runs"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must be >= 0")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if not args.scale > 0:
+        raise UsageError("--scale must be > 0")
+    return await run_demo(
+        skills=args.skills,
+        runs=args.runs,
+        concurrency=args.concurrency,
+        scale=args.scale,
+        progress=args.progress,
+    )
 
 
 def _scaled(per: float, scale: float) -> str:
@@ -47,7 +66,7 @@ async def run_demo(
     out: TextIO | None = None,
 ) -> int:
     """Run the demo and print its summary to ``out`` (standard output); return 0."""
-    from .testing import FakeAily, FakeApiError, RunPlan, RunRequest, SkillRequest
+    from aily_async.testing import FakeAily, FakeApiError, RunPlan, RunRequest, SkillRequest
 
     out = out if out is not None else sys.stdout
     rng = random.Random(7)
@@ -67,7 +86,7 @@ async def run_demo(
 
     quotas = {call: (rate, per * scale) for call, (rate, per) in DOCUMENTED_QUOTAS.items()}
     limits = Limits(quotas, default=(1000, 60.0 * scale))
-    bar: Any = ProgressBar() if progress else None
+    bar = ProgressBar() if progress else None
     started = time.perf_counter()
     async with FakeAily(
         credentials=dict([_DEMO_APP]),

@@ -1,4 +1,4 @@
-"""Progress of a batch: a frozen snapshot, and a dependency-free terminal progress bar."""
+"""Progress of a batch: snapshots, a dependency-free terminal bar, and the progress= option."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import attrs
 
-__all__ = ["BatchProgress", "ProgressBar"]
+from .._limiter import LimiterState, RateLimiter
+
+__all__ = ["BatchProgress", "ProgressBar", "ProgressOption", "limiter_load", "progress_option"]
 
 
 def _clock(seconds: float | None) -> str:
@@ -195,3 +198,35 @@ def _detect_mode(stream: TextIO) -> str:
     if "ipykernel" in sys.modules:
         return "notebook"
     return "plain"
+
+
+#: ``True`` (a progress bar on stderr), a :class:`ProgressBar`, or a callback.
+ProgressOption = bool | ProgressBar | Callable[[BatchProgress], object] | None
+
+
+def progress_option(
+    progress: ProgressOption,
+) -> tuple[ProgressBar | None, Callable[[BatchProgress], object] | None]:
+    """The bar to draw and the callback to call that a batch's ``progress=`` asks for."""
+    if progress is True:
+        return ProgressBar(), None
+    if isinstance(progress, ProgressBar):
+        return progress, None
+    if callable(progress):
+        return None, progress
+    if progress not in (None, False):
+        raise TypeError(f"progress must be a bool, a ProgressBar or a callable, not {progress!r}")
+    return None, None
+
+
+def limiter_load(limiter: RateLimiter | None) -> tuple[float, int]:
+    """How long a request sent now would wait for ``limiter``, and how many requests wait
+    there (zeros for no limiter, or one that cannot tell)."""
+    if limiter is None or not isinstance(limiter, LimiterState):
+        return 0.0, 0
+    waiting = limiter.waiting
+    try:
+        wait = limiter.next_grant_in() + waiting * limiter.interval
+    except RuntimeError:  # no running loop
+        wait = 0.0
+    return wait, waiting

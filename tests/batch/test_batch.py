@@ -62,7 +62,7 @@ def query_of(request: SkillRequest) -> str:
 
 def batch_tasks() -> list[asyncio.Task[Any]]:
     """Tasks of the batch machinery (workers, run cancellers, run pollers) still alive."""
-    names = ("BatchRun.", "_cancel_run", "RunHandle.")
+    names = ("BatchRun.", "cancel_run", "RunHandle.")
     return [
         task
         for task in asyncio.all_tasks()

@@ -27,11 +27,18 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from aily_async import AilyClient, AilyRateLimiterError, LimiterTimeout
+from aily_async import (
+    AilyClient,
+    AilyRateLimiterError,
+    LimiterSet,
+    LimiterState,
+    LimiterTimeout,
+    RateLimiter,
+)
 from aily_async.redis import RedisLimits, RedisTokenBucket
 from aily_async.testing import FakeAily
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 WORKER = Path(__file__).resolve().parent / "_redis_worker.py"
 APP = "cli_shared"
 AILY_APP = "spring_449d72db2f__c"
@@ -294,9 +301,9 @@ async def test_scripts_are_loaded_again_after_script_flush(
 
 
 async def _script_shas() -> list[str]:
-    from aily_async.redis import _SCRIPTS
+    from aily_async.redis._scripts import SCRIPTS
 
-    return [_SCRIPTS[name].sha for name in ("acquire", "pause", "release")]
+    return [SCRIPTS[name].sha for name in ("acquire", "pause", "release")]
 
 
 # -- Redis failures -----------------------------------------------------------------------------
@@ -528,6 +535,53 @@ async def test_redis_limits_gives_each_call_its_own_key_and_quota(
         other = limits.for_call("runs.get")
         assert (other.key, other.rate) == ("q:cli_x:runs.get", 1000)
         await start.acquire()
+
+
+async def test_buckets_and_limits_meet_the_limiter_protocols(redis_server: RedisServer) -> None:
+    """A RedisTokenBucket is a RateLimiter and a LimiterState; RedisLimits is a LimiterSet."""
+    async with RedisLimits(redis_server.url, app_id="cli_x") as limits:
+        limiter_set: LimiterSet = limits
+        bucket = limits.for_call("runs.get")
+        limiter: RateLimiter = bucket
+        state: LimiterState = bucket
+        assert isinstance(limiter_set, LimiterSet)
+        assert isinstance(limiter, RateLimiter)
+        assert isinstance(state, LimiterState)
+        assert state.waiting == 0
+        assert state.interval == bucket.interval
+
+
+async def test_next_grant_in_estimates_the_wait_from_the_latest_answer(
+    redis_server: RedisServer, buckets: list[RedisTokenBucket]
+) -> None:
+    """next_grant_in() is 0 before any grant, then the wait the latest TAT seen implies."""
+    bucket = RedisTokenBucket(redis_server.url, "t:next", 2, 1.0)  # one grant per 0.51 s
+    buckets.append(bucket)
+    assert bucket.next_grant_in() == 0.0
+    await bucket.acquire()
+    assert 0.45 < bucket.next_grant_in() <= 0.52
+    await asyncio.sleep(0.2)
+    assert 0.25 < bucket.next_grant_in() <= 0.32
+    await bucket.pause(0.8)
+    assert 0.75 < bucket.next_grant_in() <= 0.81
+
+
+async def test_closing_a_bucket_of_redis_limits_leaves_the_shared_connection_open(
+    redis_server: RedisServer, rclient: aioredis.Redis
+) -> None:
+    """The buckets of a RedisLimits share its one connection, which only the limits close."""
+    async with RedisLimits(redis_server.url, app_id="cli_x") as limits:
+        first, second = limits.for_call("runs.get"), limits.for_call("skills.start")
+        await first.acquire()
+        await second.acquire()
+        assert len(await rclient.client_list()) == 2  # rclient and the limits' connection
+        await first.aclose()
+        await asyncio.sleep(0.05)
+        assert len(await rclient.client_list()) == 2
+        await second.acquire()  # on the same connection
+        assert len(await rclient.client_list()) == 2
+    await asyncio.sleep(0.05)
+    assert len(await rclient.client_list()) == 1
 
 
 def test_bad_arguments_are_refused() -> None:

@@ -1,0 +1,397 @@
+"""The transport: the one place every API call leaves through.
+
+For each call it checks the client is open, serialises the body, and runs the attempts under
+the one retry loop (:func:`aily_async._retry.call_with_retries`); each attempt takes the token,
+a grant from the call's rate limiter, and one exchange over the :class:`Wire`, decoded, logged,
+counted and told to the event hooks.
+
+**Closing.** Every task inside the transport (a request, or a poll loop that entered a
+:meth:`Transport.scope`) is tracked. :meth:`Transport.close` cancels them, and the outermost
+scope of each turns that cancellation into :class:`AilyClosedError`: queued behind the limiter,
+asleep between retries, on the wire or waiting for a run, a call ends at once, and the error is
+made in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from yarl import URL
+
+from ._auth import TENANT_TOKEN_INVALID, TOKEN_CALL, TOKEN_PATH, Credentials
+from ._errors import (
+    AilyAPIError,
+    AilyAuthError,
+    AilyClosedError,
+    AilyError,
+    AilyRateLimitError,
+    AilyResponseError,
+    AilyValidationError,
+)
+from ._hooks import Hook, RequestEvent, ResponseEvent, RetryEvent, emit, sending
+from ._limiter import LimiterSet, RateLimiter
+from ._retry import (
+    NotSent,
+    Recover,
+    RetryPolicy,
+    Safety,
+    call_with_retries,
+    may_have_landed,
+    not_sent,
+)
+from ._validation import biz_user_id as check_biz_user_id
+from ._wire import Wire, decode
+
+__all__ = ["API_PREFIX", "Stats", "Transport"]
+
+logger = logging.getLogger("aily_async")
+
+API_PREFIX = "/open-apis/aily/v1"
+_JSON = "application/json; charset=utf-8"
+T = TypeVar("T")
+
+
+class Stats:
+    """Request counters of one client (what the demo and benchmarks report)."""
+
+    __slots__ = ("by_call", "rate_limited", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self.by_call: dict[str, int] = {}
+
+    def count(self, call: str) -> None:
+        """Count one request of ``call``."""
+        self.requests += 1
+        self.by_call[call] = self.by_call.get(call, 0) + 1
+
+    def __repr__(self) -> str:
+        return (
+            f"Stats(requests={self.requests}, retries={self.retries}, "
+            f"rate_limited={self.rate_limited})"
+        )
+
+
+class Scope:
+    """``async with transport.scope(call)``: the task is tracked while inside; if the client
+    closes meanwhile, the task ends with :class:`AilyClosedError` (made by the outermost
+    scope of the task)."""
+
+    __slots__ = ("_call", "_task", "_transport")
+
+    def __init__(self, transport: Transport, call: str) -> None:
+        self._transport = transport
+        self._call = call
+        self._task: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> None:
+        self._task = self._transport.enter(self._call)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._transport.leave(self._task, self._call, exc)
+
+
+State = Literal["unopened", "open", "closed"]
+
+
+class Transport:
+    """The request seam of one client. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        credentials: Credentials,
+        base_url: str,
+        wire: Wire,
+        owns_wire: bool,
+        limits: LimiterSet | None,
+        retry: RetryPolicy,
+        biz_user_id: str | None,
+        hooks: Mapping[str, tuple[Hook, ...]],
+    ) -> None:
+        self._credentials = credentials
+        self._base = base_url
+        self._api = base_url + API_PREFIX
+        self._wire = wire
+        self._owns_wire = owns_wire
+        self._limits = limits
+        self._retry = retry
+        self._biz_user_id = biz_user_id
+        self._request_hooks = hooks.get("request", ())
+        self._response_hooks = hooks.get("response", ())
+        self._retry_hooks = hooks.get("retry", ())
+        self.stats = Stats()
+        self._state: State = "unopened"
+        self._inside: dict[asyncio.Task[Any], int] = {}  # task -> depth of its scopes
+        self._woken: set[asyncio.Task[Any]] = set()  # tasks close() cancelled
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """``"unopened"``, ``"open"`` or ``"closed"``."""
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._state == "closed"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in force."""
+        return self._retry
+
+    @property
+    def wire(self) -> Wire:
+        """How requests leave."""
+        return self._wire
+
+    def open(self, call: str = "") -> None:
+        """Mark the transport in use; raise :class:`AilyClosedError` once it was closed."""
+        if self._state == "closed":
+            raise AilyClosedError(
+                "the client is closed and cannot be reused; make a new one", call=call
+            )
+        self._state = "open"
+
+    def scope(self, call: str) -> Scope:
+        """A scope that ends the task with :class:`AilyClosedError` if the client closes."""
+        return Scope(self, call)
+
+    def enter(self, call: str) -> asyncio.Task[Any] | None:
+        """Track the current task (see :class:`Scope`); raise if closed."""
+        self.open(call)
+        task = asyncio.current_task()
+        if task is not None:
+            self._inside[task] = self._inside.get(task, 0) + 1
+        return task
+
+    def leave(self, task: asyncio.Task[Any] | None, call: str, exc: BaseException | None) -> None:
+        """Stop tracking ``task``; the outermost scope turns close()'s cancellation into
+        :class:`AilyClosedError`."""
+        if task is None:
+            return
+        depth = self._inside.pop(task, 1) - 1
+        if depth:
+            self._inside[task] = depth
+            return
+        if isinstance(exc, asyncio.CancelledError) and task in self._woken:
+            self._woken.discard(task)
+            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()
+            raise AilyClosedError("the client was closed", call=call) from None
+
+    async def close(self) -> None:
+        """End every call inside with :class:`AilyClosedError` and release the connections."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        current = asyncio.current_task()
+        for task in list(self._inside):
+            if task is not current and not task.done():
+                self._woken.add(task)
+                task.cancel()
+        self._credentials.abort()
+        if self._owns_wire:
+            await self._wire.close()
+
+    # -- limits ---------------------------------------------------------------------------
+
+    def limiter_for(self, call: str) -> RateLimiter | None:
+        """The limiter that ``call`` goes through (``None`` when throttling is off)."""
+        return None if self._limits is None else self._limits.for_call(call)
+
+    # -- the seam -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        safety: Safety = "idempotent",
+        biz_user_id: str | None = None,
+        biz_user_id_max: int = 255,
+        recover: Recover[dict[str, Any]] | None = None,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one API call and return its ``data`` object.
+
+        ``path`` is below ``/open-apis/aily/v1`` with its ids already checked and encoded.
+        Retries follow ``safety`` and ``recover`` (see :mod:`aily_async._retry`); ``deadline``
+        (loop time) bounds every wait.
+        """
+        headers = {"Content-Type": _JSON}
+        if biz_user_id is not None:
+            headers["X-Aily-BizUserID"] = check_biz_user_id(
+                call, biz_user_id, max_len=biz_user_id_max
+            )
+        elif self._biz_user_id is not None:
+            headers["X-Aily-BizUserID"] = self._biz_user_id
+        try:
+            data = (
+                json.dumps(
+                    body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+                ).encode()
+                if body is not None
+                else None
+            )
+        except (TypeError, ValueError) as exc:  # unserialisable, NaN, lone surrogate
+            raise AilyValidationError(
+                "body", f"must be JSON-serialisable UTF-8 ({exc})", call=call
+            ) from None
+        url = URL(self._api + path, encoded=True)
+        limiter = self.limiter_for(call)
+        attempts = 0
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            if limiter is not None:
+                await self._grant(call, limiter)
+            # Nearly always at hand; fetched only if it expired while the call was queued.
+            token = self._credentials.cached() or await self._token(call)
+            headers["Authorization"] = f"Bearer {token}"
+            try:
+                result, _ = await self._exchange(
+                    call, method, url, path, headers, data, params, attempts
+                )
+            except AilyRateLimitError:
+                self.stats.rate_limited += 1
+                raise
+            except AilyAuthError as exc:
+                if exc.code in TENANT_TOKEN_INVALID and self._credentials.refreshable:
+                    logger.info("%s: tenant token rejected (code %s), refreshing", call, exc.code)
+                    self._credentials.invalidate(token)
+                raise
+            return result
+
+        async def quota_wait(exc: AilyRateLimitError, wait: float) -> None:
+            if limiter is not None:
+                await limiter.pause(wait)  # every call of this limiter waits; ours queues
+            elif wait > 0:
+                await asyncio.sleep(wait)
+
+        async with Scope(self, call):
+            return await call_with_retries(
+                attempt,
+                call=call,
+                safety=safety,
+                policy=self._retry,
+                quota_wait=quota_wait,
+                on_retry=self._retried,
+                recover=recover,
+                deadline=deadline,
+                refreshable=self._credentials.refreshable,
+            )
+
+    async def _grant(self, call: str, limiter: RateLimiter) -> None:
+        # Have the token first: a grant must reach the server promptly, or the limiter's
+        # window guarantee would not hold as the server sees it.
+        if self._credentials.cached() is None:
+            await self._token(call)
+        await limiter.acquire()
+
+    async def _retried(self, call: str, tries: int, wait: float, exc: AilyError) -> None:
+        self.stats.retries += 1
+        logger.info("%s: attempt %d failed (%s), retrying in %.2fs", call, tries, exc, wait)
+        if self._retry_hooks:
+            await emit(self._retry_hooks, RetryEvent(call, tries, wait, exc))
+
+    async def _token(self, call: str) -> str:
+        """The token for ``call``; a fetch that failed for a passing reason (5xx, timeout,
+        drop) is :class:`NotSent`, so the call's retry loop tries again."""
+        try:
+            return await self._credentials.token(self._fetch_token)
+        except AilyError as exc:
+            if may_have_landed(exc) or not_sent(exc):
+                raise NotSent(exc) from exc
+            raise
+        except ValueError as exc:
+            raise AilyResponseError(f"token fetch: {exc}", call=call) from None
+
+    async def _fetch_token(self, body: dict[str, str]) -> dict[str, Any]:
+        """One token exchange: its failures count as failed attempts of the call waiting."""
+        url = URL(self._base + TOKEN_PATH, encoded=True)
+        headers = {"Content-Type": _JSON}
+        answer, _ = await self._exchange(
+            TOKEN_CALL, "POST", url, TOKEN_PATH, headers, json.dumps(body).encode(), None, 1,
+            raw=True,
+        )
+        return answer
+
+    async def _exchange(
+        self,
+        call: str,
+        method: str,
+        url: URL,
+        path: str,
+        headers: dict[str, str],
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        attempt: int,
+        *,
+        raw: bool = False,
+    ) -> tuple[dict[str, Any], int | None]:
+        """One HTTP exchange: send, decode, log, count, tell the hooks. No retries here."""
+        if self._request_hooks:
+            await emit(self._request_hooks, RequestEvent(call, method, path, attempt))
+        observer = sending.get()
+        if observer is not None:
+            observer(call)
+        self.stats.count(call)
+        started = time.perf_counter()
+        status: int | None = None
+        log_id: str | None = None
+        code: int | None = None
+        error: AilyError | None = None
+        try:
+            answer = await self._wire.send(call, method, url, headers, data, params)
+            status, log_id = answer.status, answer.log_id
+            result, code = decode(call, answer, raw=raw)
+            return result, code
+        except AilyError as exc:
+            error = exc
+            if isinstance(exc, AilyAPIError):
+                code = exc.code
+                log_id = exc.log_id
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s %s -> %s code=%s attempt=%d %.1fms log_id=%s%s",
+                    call,
+                    method,
+                    path,
+                    status,
+                    code,
+                    attempt,
+                    elapsed * 1000,
+                    log_id,
+                    f" error={error}" if error is not None else "",
+                )
+            if self._response_hooks:
+                await emit(
+                    self._response_hooks,
+                    ResponseEvent(
+                        call, method, path, attempt, elapsed, status, code, log_id, error
+                    ),
+                )

@@ -1,0 +1,249 @@
+"""The wire: one HTTP exchange with the Feishu gateway, and the reading of its JSON envelope.
+
+A :class:`Wire` sends one request and hands back the raw :class:`Answer` (status, body bytes,
+the two headers the client reads), or raises an :class:`AilyTransportError` when no answer
+came. It never retries. :class:`AiohttpWire` is the real one, over one pooled aiohttp session;
+tests may give the client a wire of their own (``AilyClient(wire=...)``) to play any answer.
+
+:func:`decode` turns an answer into the call's ``data`` object or the matching
+:class:`AilyAPIError` (see :func:`aily_async._errors.api_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+from yarl import URL
+
+from ._errors import (
+    AilyClosedError,
+    AilyConnectionError,
+    AilyResponseError,
+    AilyTimeoutError,
+    AilyTransportError,
+    api_error,
+)
+
+__all__ = ["AiohttpWire", "Answer", "Wire", "decode"]
+
+
+class Answer:
+    """What came back: the HTTP ``status``, the body bytes, the ``X-Tt-Logid`` header and the
+    ``x-ogw-ratelimit-reset`` header (seconds until the rate window resets)."""
+
+    __slots__ = ("log_id", "payload", "reset", "status")
+
+    def __init__(
+        self, status: int, payload: bytes, log_id: str | None = None, reset: str | None = None
+    ) -> None:
+        self.status = status
+        self.payload = payload
+        self.log_id = log_id
+        self.reset = reset
+
+    def __repr__(self) -> str:
+        return f"Answer(status={self.status}, {len(self.payload)} bytes, log_id={self.log_id!r})"
+
+
+@runtime_checkable
+class Wire(Protocol):
+    """How one request leaves and its answer comes back (no retries, no decoding)."""
+
+    async def send(
+        self,
+        call: str,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+    ) -> Answer:
+        """Send one request; raise :class:`AilyTransportError` when no answer came."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections (idempotent)."""
+        ...
+
+
+class AiohttpWire:
+    """A :class:`Wire` over one pooled :class:`aiohttp.ClientSession`, created on first use
+    inside the running loop. Redirects are never followed (the token must not leave the API
+    host) and an answer larger than ``max_response_size`` (decoded) is refused."""
+
+    __slots__ = ("_closed", "_max_connections", "_max_size", "_session", "_timeout", "_verify")
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+        verify_ssl: bool,
+        max_response_size: int,
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout, connect=connect_timeout, sock_connect=connect_timeout
+        )
+        self._max_connections = max_connections
+        self._verify = verify_ssl
+        self._max_size = max_response_size
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def _open(self, call: str) -> aiohttp.ClientSession:
+        if self._closed:
+            raise AilyClosedError("the client is closed", call=call)
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=bool(self._verify), enable_cleanup_closed=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                json_serialize=json.dumps,
+                raise_for_status=False,
+                auto_decompress=True,
+            )
+        return self._session
+
+    @property
+    def pool(self) -> aiohttp.BaseConnector | None:
+        """The connection pool (``None`` before the first request or after closing)."""
+        return self._session.connector if self._session is not None else None
+
+    async def close(self) -> None:
+        """Close the session and its connections (idempotent)."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def send(
+        self,
+        call: str,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+    ) -> Answer:
+        """Send one request and read its answer (capped); map aiohttp's failures."""
+        session = self._open(call)
+        try:
+            async with session.request(
+                method, url, data=data, params=params, headers=headers, allow_redirects=False
+            ) as resp:
+                log_id = resp.headers.get("X-Tt-Logid")
+                payload = await self._read(resp, call, log_id)
+                reset = resp.headers.get("x-ogw-ratelimit-reset")
+                return Answer(resp.status, payload, log_id, reset)
+        except asyncio.CancelledError:
+            raise
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise AilyConnectionError(
+                f"TLS certificate rejected: {exc}", call=call, sent=False
+            ) from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise AilyConnectionError(
+                f"could not connect to {url.origin()}: {exc.__class__.__name__}: {exc}",
+                call=call,
+                sent=False,
+            ) from exc
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise AilyTimeoutError(
+                f"no answer within {self._timeout.total:g}s ({exc.__class__.__name__})",
+                call=call,
+            ) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise AilyConnectionError(
+                f"connection failed mid-request: {exc.__class__.__name__}: {exc}", call=call
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise AilyTransportError(f"{exc.__class__.__name__}: {exc}", call=call) from exc
+
+    async def _read(self, resp: aiohttp.ClientResponse, call: str, log_id: str | None) -> bytes:
+        cap = self._max_size
+        length = resp.content_length
+        if length is not None and length > cap:
+            raise AilyResponseError(
+                f"answer of {length} bytes exceeds max_response_size={cap}",
+                call=call,
+                http_status=resp.status,
+                log_id=log_id,
+            )
+        # Content-Length counts the encoded bytes; a compressed answer can inflate far beyond
+        # it, so the decoded stream is counted in every case.
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in resp.content.iter_any():
+            total += len(chunk)
+            if total > cap:
+                raise AilyResponseError(
+                    f"answer exceeds max_response_size={cap} bytes",
+                    call=call,
+                    http_status=resp.status,
+                    log_id=log_id,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def decode(call: str, answer: Answer, *, raw: bool = False) -> tuple[dict[str, Any], int | None]:
+    """The answer's ``data`` object (the whole body when ``raw``) and its ``code``, or the
+    error it stands for."""
+    status, payload, log_id = answer.status, answer.payload, answer.log_id
+    try:
+        body = json.loads(payload) if payload else None
+    except (ValueError, RecursionError):
+        body = None
+    if 300 <= status < 400:
+        raise AilyResponseError(
+            "unexpected redirect (not followed, so the token never leaves the API host)",
+            call=call,
+            http_status=status,
+            log_id=log_id,
+        )
+    if not isinstance(body, dict):
+        snippet = payload[:80].decode("utf-8", "replace").strip()
+        what = "an empty body" if not payload else f"a non-JSON-object body: {snippet!r}"
+        if status >= 500 or status == 429:
+            raise api_error(call, status, None, f"HTTP {status} with {what}", log_id, answer.reset)
+        raise AilyResponseError(
+            f"expected a JSON object, got {what}", call=call, http_status=status, log_id=log_id
+        )
+    code = body.get("code")
+    msg = body.get("msg")
+    msg = msg if isinstance(msg, str) else ""
+    if log_id is None:
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("log_id"), str):
+            log_id = err["log_id"]
+    if isinstance(code, bool) or not isinstance(code, int):
+        if status >= 400:
+            raise api_error(call, status, None, msg or f"HTTP {status}", log_id, answer.reset)
+        raise AilyResponseError(
+            f"the answer has no integer 'code' (got {type(code).__name__})",
+            call=call,
+            http_status=status,
+            log_id=log_id,
+        )
+    if code != 0 or status >= 400:
+        raise api_error(call, status, code, msg, log_id, answer.reset)
+    if raw:
+        return body, code
+    data = body.get("data")
+    if data is None:
+        return {}, code
+    if not isinstance(data, dict):
+        raise AilyResponseError(
+            f"'data' is a {type(data).__name__}, expected an object",
+            call=call,
+            http_status=status,
+            log_id=log_id,
+        )
+    return data, code

@@ -1,0 +1,67 @@
+"""What a batch's work function is given: the item to do, and the worker slot doing it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from ._checkpoint import Checkpoint, Key
+
+__all__ = ["Item", "Work", "Worker"]
+
+T = TypeVar("T")
+
+
+class Item:
+    """One input of a batch on its way through a worker."""
+
+    __slots__ = ("checkpoint", "effect", "index", "input", "key", "pending", "sent")
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint | None,
+        index: int,
+        key: Key,
+        input: Any,
+        pending: Mapping[str, Any] | None,
+        effect: str | None,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.index = index
+        self.key = key
+        self.input = input
+        #: What an interrupted batch recorded of this item's effect (a run), if anything.
+        self.pending = pending
+        self.effect = effect
+        #: True once the item's effectful call (skills.start, runs.create) has been sent.
+        self.sent = False
+
+    def on_send(self, call: str) -> None:
+        """Told of each request the item's work sends (see ``aily_async._hooks.sending``)."""
+        if self.effect is None or call == self.effect:
+            self.sent = True
+
+    def note_pending(self, info: Mapping[str, Any]) -> None:
+        """Checkpoint that the item's effect (a run) exists and is not finished yet."""
+        if self.checkpoint is not None:
+            self.checkpoint.write(
+                {"key": self.key, "index": self.index, "input": self.input, "pending": dict(info)}
+            )
+
+
+class Worker:
+    """One of a batch's ``concurrency`` workers, and what it keeps between items."""
+
+    __slots__ = ("item", "number", "session", "stopped")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.item: Item | None = None
+        #: Set before the batch cancels this worker (any other CancelledError is the item's).
+        self.stopped = False
+        #: The session a ``per_worker`` run batch keeps between items (``None``: none yet).
+        self.session: str | None = None
+
+
+#: An item's work: its value, or an exception that fails the item.
+Work = Callable[[Item, Worker], Awaitable[T]]

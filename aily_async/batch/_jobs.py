@@ -1,0 +1,314 @@
+"""The batch front end, ``client.batch``: what a skill, run or mapped item's work is.
+
+:meth:`Batch.skills` starts a skill per input, :meth:`Batch.runs` asks an app each input (a
+message, a run, its answer), :meth:`Batch.map` awaits any function per input; each returns a
+:class:`BatchRun` that does the items.
+
+A run item (see "Sessions of a run batch" in the package docs) leases a session with no
+active run (its worker's, or a new one), sends its message, creates its run and records it in
+the checkpoint as pending, then waits for the answer; a run it leaves going is cancelled. An
+item recorded pending by an interrupted batch adopts its run instead of creating another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Protocol, TypeVar
+
+from .. import _validation as v
+from .._errors import AilyNotFoundError, AilyValidationError, RunFailedError
+from .._models import RunResult, RunStatus, SkillResult, converter
+from .._polling import PollPolicy
+from .._resources import Messages, Sessions, Skills
+from .._run_handle import RunHandle
+from .._runs import Runs
+from ._engine import BatchRun, Limiters
+from ._inputs import (
+    RUN_FIELDS,
+    SKILL_FIELDS,
+    Inputs,
+    KeyOption,
+    key_option,
+    run_args,
+    skill_args,
+    without,
+)
+from ._items import Item, Worker
+from ._progress import ProgressOption
+from ._stopping import cancel_run, settle_create
+
+__all__ = ["Batch", "BatchClient"]
+
+T = TypeVar("T")
+
+
+class BatchClient(Limiters, Protocol):
+    """What a batch needs of the client (``AilyClient`` is one)."""
+
+    sessions: Sessions
+    messages: Messages
+    runs: Runs
+    skills: Skills
+
+
+def _decode_skill(raw: Any) -> SkillResult:
+    return converter.structure(raw, SkillResult)
+
+
+def _decode_run(raw: Any) -> RunResult:
+    return converter.structure(raw, RunResult)
+
+
+def _identity(raw: Any) -> Any:
+    return raw
+
+
+def _completed(result: RunResult) -> RunResult:
+    if not result.ok:
+        raise RunFailedError(result)
+    return result
+
+
+class Batch:
+    """Batch fan-out of skill calls and runs: ``client.batch.skills(...)``,
+    ``client.batch.runs(...)``, ``client.batch.map(...)``.
+
+    Each returns a :class:`BatchRun`: ``await`` it for a list of :class:`BatchResult` in input
+    order, or ``async for`` over it (inside ``async with``) for results as they finish
+    (``ordered=True``: in input order). Options shared by all three:
+
+    * ``concurrency``: items worked on at once (each under the client's rate limiter);
+    * ``key``: each input's checkpoint key (default: its index): a function of the input, or
+      the name of a field of dict inputs (that field is not sent, unless it is a call argument
+      such as ``query`` or ``message``);
+    * ``progress``: ``True`` for a progress bar on stderr, or a callback taking a
+      :class:`BatchProgress` after each item;
+    * ``checkpoint``: a JSON Lines file of finished items; a batch started again with it skips
+      what is done;
+    * ``grace``: seconds that items already underway get to finish when the batch is stopped.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: BatchClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<Batch of {self._client!r}>"
+
+    def skills(
+        self,
+        app_id: str,
+        skill_id: str,
+        inputs: Inputs,
+        *,
+        concurrency: int = 16,
+        ordered: bool = False,
+        key: KeyOption = None,
+        progress: ProgressOption = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        grace: float = 5.0,
+        biz_user_id: str | None = None,
+    ) -> BatchRun[SkillResult]:
+        """Start skill ``skill_id`` of app ``app_id`` once per input.
+
+        An input is a query string, or a dict of :meth:`Skills.start` arguments (``query``,
+        ``input``, ``files``, ``variables``, ``biz_user_id``). Each value is a
+        :class:`SkillResult`.
+        """
+        call = "batch.skills"
+        v.app_id(call, app_id)
+        v.skill_id(call, skill_id)
+        client = self._client
+        key_fn, field = key_option(key, keep=SKILL_FIELDS)
+
+        async def work(item: Item, slot: Worker) -> SkillResult:
+            args = skill_args(without(item.input, field))
+            if biz_user_id is not None:
+                args.setdefault("biz_user_id", biz_user_id)
+            return await client.skills.start(app_id, skill_id, **args)
+
+        return BatchRun(
+            client,
+            "skills.start",
+            work,
+            inputs,
+            concurrency=concurrency,
+            ordered=ordered,
+            key=key_fn,
+            progress=progress,
+            checkpoint=checkpoint,
+            grace=grace,
+            effect="skills.start",
+            decode=_decode_skill,
+        )
+
+    def runs(
+        self,
+        app_id: str,
+        inputs: Inputs,
+        *,
+        concurrency: int = 16,
+        session: Literal["fresh", "per_worker"] = "fresh",
+        skill_id: str | None = None,
+        timeout: float | None = None,
+        poll: PollPolicy | None = None,
+        ordered: bool = False,
+        key: KeyOption = None,
+        progress: ProgressOption = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        grace: float = 5.0,
+        biz_user_id: str | None = None,
+    ) -> BatchRun[RunResult]:
+        """Ask app ``app_id`` each input: send it as a message, create a run, wait for the
+        answer. Each value is a :class:`RunResult`; a run that ends other than ``COMPLETED``
+        fails its item with :class:`RunFailedError`.
+
+        An input is a message string or a dict with ``message`` and optionally
+        ``content_type``, ``skill_id``, ``skill_input``, ``metadata``, ``biz_user_id``.
+        ``session``: ``"fresh"`` (a new session per item) or ``"per_worker"`` (one session per
+        worker, reused). ``timeout``: seconds an item's run may take before it is cancelled
+        and the item fails.
+        """
+        call = "batch.runs"
+        v.check_str(call, "app_id", app_id, max_len=64, required=True)
+        if session not in ("fresh", "per_worker"):
+            raise ValueError(f"session must be 'fresh' or 'per_worker', got {session!r}")
+        if skill_id is not None:
+            v.check_str(call, "skill_id", skill_id, max_len=32, required=True)
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        client = self._client
+        reuse = session == "per_worker"
+        key_fn, field = key_option(key, keep=(*RUN_FIELDS, "content"))
+
+        async def adopt(item: Item, pending: Mapping[str, Any]) -> RunResult | None:
+            """Follow the run an interrupted batch created for this item, if it can be used."""
+            sid, rid = pending.get("session_id"), pending.get("run_id")
+            if not isinstance(sid, str) or not isinstance(rid, str):
+                return None
+            try:
+                run = await client.runs.get(sid, rid)
+            except (AilyNotFoundError, AilyValidationError):
+                return None
+            if run.status == RunStatus.CANCELLED:
+                return None  # the interrupted batch cancelled it on its way out: start over
+            item.sent = True
+            handle = client.runs.attach(run, poll=poll)
+            try:
+                return await handle.result(timeout)
+            except BaseException:
+                if not handle.done:
+                    await cancel_run(handle)
+                raise
+
+        async def work(item: Item, slot: Worker) -> RunResult:
+            args = run_args(without(item.input, field))
+            biz = args.get("biz_user_id", biz_user_id)
+            if item.pending is not None:
+                adopted = await adopt(item, item.pending)
+                if adopted is not None:
+                    return _completed(adopted)
+            # Lease a session with no active run: the worker's own (taken out of the slot, so
+            # an error drops it) or a new one.
+            sid, slot.session = slot.session, None
+            if sid is None:
+                sid = (await client.sessions.create(biz_user_id=biz)).id
+            handle: RunHandle | None = None
+            try:
+                await client.messages.create(
+                    sid,
+                    args["message"],
+                    content_type=args.get("content_type", "MDX"),
+                    biz_user_id=biz,
+                )
+                # A task of its own: if the item is cancelled while the create is on the wire,
+                # its answer is still awaited so the run it made can be cancelled.
+                create = asyncio.ensure_future(
+                    client.runs.create(
+                        sid,
+                        app_id=app_id,
+                        skill_id=args.get("skill_id", skill_id),
+                        skill_input=args.get("skill_input"),
+                        metadata=args.get("metadata"),
+                        poll=poll,
+                        biz_user_id=biz,
+                    )
+                )
+                try:
+                    handle = await asyncio.shield(create)
+                except asyncio.CancelledError:
+                    made = await settle_create(create, sent=item.sent)
+                    if made is not None:  # record it first: a failed cancel leaves it adoptable
+                        item.note_pending({"session_id": sid, "run_id": made.id})
+                        await cancel_run(made)
+                    raise
+                item.note_pending({"session_id": sid, "run_id": handle.id})
+                result = await handle.result(timeout)
+            except BaseException:
+                if handle is not None and not handle.done:
+                    await cancel_run(handle)
+                raise
+            if reuse:
+                slot.session = sid  # its run has ended: the next item may use it
+            return _completed(result)
+
+        return BatchRun(
+            client,
+            "runs",
+            work,
+            inputs,
+            concurrency=concurrency,
+            ordered=ordered,
+            key=key_fn,
+            progress=progress,
+            checkpoint=checkpoint,
+            grace=grace,
+            effect="runs.create",
+            decode=_decode_run,
+        )
+
+    def map(
+        self,
+        fn: Callable[[Any], Awaitable[T]],
+        inputs: Inputs,
+        *,
+        concurrency: int = 16,
+        ordered: bool = False,
+        key: KeyOption = None,
+        progress: ProgressOption = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        grace: float = 5.0,
+        decode: Callable[[Any], T] | None = None,
+        name: str | None = None,
+    ) -> BatchRun[T]:
+        """Call ``await fn(input)`` once per input, with everything a batch gives (bounded
+        concurrency, per-item errors, progress, checkpointing).
+
+        ``fn`` should make its calls through this client. Values are checkpointed as JSON
+        (attrs models are unstructured); on resume they come back as that JSON unless
+        ``decode`` rebuilds them. ``grace`` covers items that have sent any request.
+        """
+        if not callable(fn):
+            raise TypeError(f"fn must be an async function, got {fn!r}")
+        key_fn, _ = key_option(key)
+
+        async def work(item: Item, slot: Worker) -> T:
+            return await fn(item.input)
+
+        return BatchRun(
+            self._client,
+            name or str(getattr(fn, "__name__", "map")),
+            work,
+            inputs,
+            concurrency=concurrency,
+            ordered=ordered,
+            key=key_fn,
+            progress=progress,
+            checkpoint=checkpoint,
+            grace=grace,
+            effect=None,
+            decode=decode or _identity,
+        )
