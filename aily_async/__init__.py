@@ -53,7 +53,7 @@ from ._models import (
 )
 from ._polling import DurationStats, PollPolicy
 from ._retry import RetryPolicy
-from ._run_handle import RunHandle
+from ._run_handle import RunHandle, TextDelta
 from ._wire import Answer, Wire
 from .batch import Batch, BatchProgress, BatchResult, BatchRun, ProgressBar
 
@@ -112,6 +112,7 @@ __all__ = [
     "Session",
     "Skill",
     "SkillResult",
+    "TextDelta",
     "TokenBucket",
     "Wire",
     "__version__",

@@ -6,17 +6,27 @@ begins and stopped as soon as the last leaves (cancelled, timed out or done), so
 waits on costs no request. Polls follow a :class:`PollPolicy`, and each is an ordinary call of
 the transport (limiter, retries, closing). What is polled is given as three functions: fetch
 the state, tell whether a state is final, and what a change is.
+
+Two rules serve the waiters' deadlines: a poll that fails for a passing reason does not end the
+waits (polling goes on until the policy's ``max_outage``), and the poll before the earliest
+deadline is moved up to land just before it, so a wait never reports as unfinished a thing that
+finished in time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
+from ._errors import AilyError, AilyRateLimitError
 from ._polling import DurationStats, PollPolicy
+from ._retry import may_have_landed, not_sent
+
+logger = logging.getLogger("aily_async")
 
 __all__ = ["Guard", "Poller"]
 
@@ -43,6 +53,7 @@ class Poller(Generic[S]):
         "_born",
         "_call",
         "_changed",
+        "_deadlines",
         "_ended",
         "_expired",
         "_fetch",
@@ -51,6 +62,7 @@ class Poller(Generic[S]):
         "_on_change",
         "_policy",
         "_polls",
+        "_rtt",
         "_state",
         "_stats",
         "_subscribers",
@@ -87,6 +99,8 @@ class Poller(Generic[S]):
         self._subscribers = 0
         self._version = 0
         self._polls = 0
+        self._rtt = 0.0  # how long the last poll took
+        self._deadlines: list[float] = []  # of the waits under way that have one
         self._born = asyncio.get_running_loop().time()
 
     # -- state ----------------------------------------------------------------------------
@@ -144,6 +158,8 @@ class Poller(Generic[S]):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         self._subscribe()
+        if deadline is not None:
+            self._deadlines.append(deadline)
         try:
             while not self._ended(self._state):
                 # Listening inline (no helper coroutine) keeps a pending waiter small.
@@ -157,6 +173,8 @@ class Poller(Generic[S]):
                     self._unlisten(fut, timer)
             return self._state
         finally:
+            if deadline is not None:
+                self._deadlines.remove(deadline)
             self._unsubscribe()
 
     async def watch(self) -> AsyncIterator[S]:
@@ -229,22 +247,36 @@ class Poller(Generic[S]):
         policy = self._policy
         gap, adaptive = policy.plan(self._stats, loop.time() - self._born)
         first = True
+        failing_since: float | None = None
         try:
             async with self._guard.scope(self._call):
                 while True:
                     # A bare timer future, not an asyncio.sleep coroutine: a pending poller
                     # stays small.
                     nap: asyncio.Future[None] = loop.create_future()
-                    timer = loop.call_later(policy.jittered(gap, first=first), _wake, nap)
+                    timer = loop.call_later(self._next_nap(loop, gap, first), _wake, nap)
                     try:
                         await nap
                     finally:
                         timer.cancel()
                     first = False
                     self._polls += 1
-                    self.update(await self._fetch())
-                    if self._ended(self._state):
-                        return
+                    began = loop.time()
+                    try:
+                        state = await self._fetch()
+                    except AilyError as exc:
+                        if not _passing(exc):
+                            raise
+                        failing_since = began if failing_since is None else failing_since
+                        if loop.time() - failing_since >= policy.max_outage:
+                            raise
+                        logger.info("%s: poll failed (%s); polling goes on", self._call, exc)
+                    else:
+                        failing_since = None
+                        self._rtt = loop.time() - began
+                        self.update(state)
+                        if self._ended(self._state):
+                            return
                     gap = policy.next_gap(gap, loop.time() - self._born, adaptive)
         except asyncio.CancelledError:
             raise
@@ -253,6 +285,17 @@ class Poller(Generic[S]):
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+
+    def _next_nap(self, loop: asyncio.AbstractEventLoop, gap: float, first: bool) -> float:
+        """The wait before the next poll: the policy's, moved up so that the poll before the
+        earliest deadline of the waits answers just before it (the last look)."""
+        nap = self._policy.jittered(gap, first=first)
+        if self._deadlines:
+            now = loop.time()
+            last_look = min(self._deadlines) - min(1.0, 2 * self._rtt + 0.02)
+            if now < last_look < now + nap:
+                nap = last_look - now
+        return nap
 
     def __repr__(self) -> str:
         state = "polling" if self._task is not None else "idle"
@@ -271,3 +314,9 @@ def _expire(fut: asyncio.Future[Any]) -> None:
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _passing(exc: AilyError) -> bool:
+    """True for a failure that says nothing about the thing polled (the service or the way to
+    it failed for a while): polling goes on."""
+    return may_have_landed(exc) or not_sent(exc) or isinstance(exc, AilyRateLimitError)

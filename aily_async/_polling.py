@@ -6,6 +6,12 @@ run for a given delay in noticing completion:
 * The first poll comes after ``interval``; later gaps grow by ``backoff`` up to
   ``max_interval``, each with ±``jitter`` so that many runs started together do not poll in step
   (the first wait only ever gets longer, and no wait is shorter than ``interval``).
+* A poll that fails for a passing reason (5xx, timeout, dropped connection, the token endpoint
+  down), after its own retries, does not end the waits: polling goes on at its schedule until a
+  poll succeeds, the wait's own deadline passes, or the failures have lasted ``max_outage``
+  seconds (then the waits end with the last error).
+* A wait with a deadline gets one last look just before it: a run that ended in time is
+  returned, not reported as timed out.
 * ``adaptive=True`` (the default): once the client has seen ``min_samples`` runs end, the first
   poll waits until the ``quantile`` of those durations (never less than ``interval``), since
   polling before almost any run has ended is wasted, and later gaps are a fraction
@@ -18,7 +24,6 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Iterator
 
 import attrs
 
@@ -40,16 +45,7 @@ class PollPolicy:
         default=0.2, validator=[attrs.validators.gt(0), attrs.validators.lt(1)]
     )
     min_samples: int = attrs.field(default=8, validator=attrs.validators.ge(1))
-
-    def delays(self, stats: DurationStats | None = None, age: float = 0.0) -> Iterator[float]:
-        """The waits before each poll of a run that is ``age`` seconds old (endless)."""
-        gap, adaptive = self.plan(stats, age)
-        wait = self.jittered(gap, first=True)
-        while True:
-            age += wait
-            yield wait
-            gap = self.next_gap(gap, age, adaptive)
-            wait = self.jittered(gap, first=False)
+    max_outage: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
 
     def plan(self, stats: DurationStats | None, age: float) -> tuple[float, bool]:
         """The first gap for a run ``age`` seconds old, and whether the adaptive schedule

@@ -137,10 +137,13 @@ class Sessions(Resource):
         return model(call, data, "session", Session)
 
     async def delete(self, session_id: str, *, biz_user_id: str | None = None) -> None:
-        """Delete a session (deleting is harmless to repeat, so it is retried)."""
+        """Delete a session. Deleting is harmless to repeat, so it is retried; a retry answered
+        "not found" after an attempt that may have landed counts as done."""
         call = "sessions.delete"
         sid = v.session_id(call, session_id)
-        await self._transport.request(call, "DELETE", f"/sessions/{sid}", biz_user_id=biz_user_id)
+        await self._transport.request(
+            call, "DELETE", f"/sessions/{sid}", biz_user_id=biz_user_id, done_if_gone=True
+        )
 
 
 def _session_body(call: str, metadata: object, channel_context: object) -> dict[str, str]:

@@ -33,6 +33,7 @@ from ._errors import (
     AilyConnectionError,
     AilyError,
     AilyInvalidParamsError,
+    AilyNotFoundError,
     AilyRateLimitError,
     AilyServerError,
     AilyTimeoutError,
@@ -125,13 +126,16 @@ async def call_with_retries(
     quota_wait: QuotaWait,
     on_retry: RetryHook,
     recover: Recover[T] | None = None,
+    gone: Callable[[], T] | None = None,
     deadline: float | None = None,
     refreshable: bool = True,
 ) -> T:
     """Run ``attempt`` until it succeeds or the rules (module docstring) say stop.
 
-    ``deadline`` (loop time) bounds every wait; ``refreshable=False`` says a rejected token
-    cannot be replaced (a fixed token), so a call it failed is not tried again.
+    ``gone`` gives the result when an attempt answered "not found" after an earlier one may
+    have landed (a delete that did its work before its answer was lost). ``deadline`` (loop
+    time) bounds every wait; ``refreshable=False`` says a rejected token cannot be replaced (a
+    fixed token), so a call it failed is not tried again.
     """
     loop = asyncio.get_running_loop()
     failures = 0
@@ -159,14 +163,16 @@ async def call_with_retries(
         except AilyError as exc:
             error = exc
             unsent = False
+        if gone is not None and uncertain and isinstance(error, AilyNotFoundError):
+            return gone()
         failures += 1
         landed = may_have_landed(error)
+        uncertain = uncertain or landed
         if recover is not None and (
             landed or (uncertain and isinstance(error, AilyInvalidParamsError))
         ):
             # The write may have taken effect, or a retry was refused because it did (a run is
             # already going): look for it before anything is sent again.
-            uncertain = True
             found = await recover()
             if found is not None:
                 return found

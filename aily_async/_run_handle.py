@@ -11,7 +11,33 @@ from ._models import Message, Run, RunResult
 from ._poller import Guard, Poller
 from ._polling import DurationStats, PollPolicy
 
-__all__ = ["RunCalls", "RunHandle"]
+__all__ = ["RunCalls", "RunHandle", "TextDelta"]
+
+
+class TextDelta(str):
+    """A piece of a run's answer from :meth:`RunHandle.stream`: a ``str``, plus the
+    ``message_id`` it belongs to and whether it is a ``rewrite``.
+
+    ``rewrite=False``: the text continues what was yielded so far for that message (append it).
+    ``rewrite=True``: the message's text was replaced (say, a placeholder, then the answer);
+    this is the message's whole new text (replace what was shown for it). Either way, the
+    concatenated stream ends up containing every final assistant message.
+    """
+
+    __slots__ = ("message_id", "rewrite")
+
+    message_id: str
+    rewrite: bool
+
+    def __new__(cls, text: str, message_id: str, *, rewrite: bool = False) -> TextDelta:
+        delta = super().__new__(cls, text)
+        delta.message_id = message_id
+        delta.rewrite = rewrite
+        return delta
+
+    def __repr__(self) -> str:
+        kind = "rewrite" if self.rewrite else "append"
+        return f"TextDelta({str(self)!r}, {self.message_id!r}, {kind})"
 
 
 class RunCalls(Protocol):
@@ -173,15 +199,17 @@ class RunHandle:
         run = await self.wait(timeout)
         return RunResult(run, tuple(await self.messages()))
 
-    async def stream(self, *, interval: float | None = None) -> AsyncIterator[str]:
-        """Yield the answer's new text as it is written, until the run ends.
+    async def stream(self, *, interval: float | None = None) -> AsyncIterator[TextDelta]:
+        """Yield the answer's text as it is written, until the run ends: each piece a
+        :class:`TextDelta` (a ``str``) that either continues its message or, when the service
+        replaced the message's text, holds its whole new text (``rewrite=True``).
 
         Polls the run's messages with ``with_partial_message=true`` every ``interval`` seconds
         (default: the poll policy's interval); when no message is being written it checks the
         run's status and stops once the run has ended and all its text was yielded.
         """
         delay = interval if interval is not None else self._poller.policy.interval
-        written: dict[str, int] = {}
+        written: dict[str, str] = {}
         while True:
             # Known ended before this pass began: the pass sees all of the text.
             ended = self.done
@@ -192,11 +220,14 @@ class RunHandle:
                 if not message.is_assistant:
                     continue
                 text = message.text
-                already = written.get(message.id, 0)
-                if len(text) > already:
-                    written[message.id] = len(text)
+                before = written.get(message.id, "")
+                if text != before:
+                    written[message.id] = text
                     grew = True
-                    yield text[already:]
+                    if text.startswith(before):
+                        yield TextDelta(text[len(before) :], message.id)
+                    else:
+                        yield TextDelta(text, message.id, rewrite=True)
                 if message.status not in (None, "COMPLETED"):
                     writing = True
             if ended:

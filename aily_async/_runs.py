@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -65,9 +64,10 @@ class Runs(Resource):
     ) -> RunHandle:
         """Create a run and return a :class:`RunHandle` (``await`` it for the final run).
 
-        Never creates two runs: if an attempt fails in a way that leaves it unknown whether the
-        run was created (a dropped connection, a timeout, a 5xx), the session's runs are listed
-        and the run found there is adopted before anything is sent again.
+        Never creates two runs, and never hands back another create's run: if an attempt fails
+        in a way that leaves it unknown whether the run was created (a dropped connection, a
+        timeout, a 5xx), the session is looked at before anything is sent again, and a run is
+        adopted only if this create could have made it (see :meth:`_find_landed`).
         """
         call = "runs.create"
         sid = v.session_id(call, session_id)
@@ -86,7 +86,8 @@ class Runs(Resource):
             body["metadata"] = v.json_text(call, "metadata", metadata, max_len=255)
         if poll_interval is not None:
             poll = PollPolicy(interval=poll_interval) if poll is None else poll
-        since_ms = int(time.time() * 1000) - 5000
+        # Server time the server's clock has certainly passed before the create leaves.
+        since_ms = self._transport.server_clock.now_ms()
 
         async def recover() -> dict[str, Any] | None:
             # What the create would have answered, had its answer not been lost.
@@ -105,20 +106,34 @@ class Runs(Resource):
         )
         return self._handle(model(call, data, "run", Run), poll)
 
-    async def _find_landed(self, session_id: str, app_id: str, since_ms: int) -> Run | None:
-        """The run an uncertain create left behind, if any: the session's active run, or the
-        newest one created by this app since the create began."""
+    async def _find_landed(
+        self, session_id: str, app_id: str, since_ms: int | None
+    ) -> Run | None:
+        """The run an uncertain create of ``app_id`` left in the session, if any.
+
+        A run this create made was created after every user message the session held when it
+        was sent, and after ``since_ms`` (a time the server's clock had passed before the send,
+        from its ``Date`` headers). Both are the server's own timestamps, compared with the
+        runs' ``created_at``: the local clock is never used, so a skewed clock changes nothing.
+        A run older than that bound (the answer to the previous question) is never adopted.
+        With no bound known at all, only a run still going is adopted.
+        """
+        boundary = since_ms
+        async for message in self._messages.list(session_id):
+            created = message.created_at
+            if not message.is_assistant and created is not None:
+                boundary = created if boundary is None else max(boundary, created)
         best: Run | None = None
         async for run in self.list(session_id):
             if run.app_id not in (None, "", app_id):
                 continue
-            if run.status.is_active:
-                return run
-            if (
-                run.created_at is not None
-                and run.created_at >= since_ms
-                and (best is None or (best.created_at or 0) < run.created_at)
-            ):
+            created = run.created_at
+            if boundary is not None:
+                if created is None or created < boundary:
+                    continue
+            elif not run.status.is_active:
+                continue
+            if best is None or (created or 0) > (best.created_at or 0):
                 best = run
         return best
 

@@ -45,6 +45,7 @@ from ._retry import (
     may_have_landed,
     not_sent,
 )
+from ._server_clock import ServerClock
 from ._validation import biz_user_id as check_biz_user_id
 from ._wire import Wire, decode
 
@@ -134,6 +135,8 @@ class Transport:
         self._response_hooks = hooks.get("response", ())
         self._retry_hooks = hooks.get("retry", ())
         self.stats = Stats()
+        #: A lower bound of the server's clock, from the answers' ``Date`` headers.
+        self.server_clock = ServerClock()
         self._state: State = "unopened"
         self._inside: dict[asyncio.Task[Any], int] = {}  # task -> depth of its scopes
         self._woken: set[asyncio.Task[Any]] = set()  # tasks close() cancelled
@@ -230,13 +233,16 @@ class Transport:
         biz_user_id: str | None = None,
         biz_user_id_max: int = 255,
         recover: Recover[dict[str, Any]] | None = None,
+        done_if_gone: bool = False,
         deadline: float | None = None,
     ) -> dict[str, Any]:
         """Send one API call and return its ``data`` object.
 
         ``path`` is below ``/open-apis/aily/v1`` with its ids already checked and encoded.
-        Retries follow ``safety`` and ``recover`` (see :mod:`aily_async._retry`); ``deadline``
-        (loop time) bounds every wait.
+        Retries follow ``safety`` and ``recover`` (see :mod:`aily_async._retry`);
+        ``done_if_gone``: a "not found" after an attempt that may have landed means that
+        attempt did it (a delete), and the call succeeds with ``{}``. ``deadline`` (loop time)
+        bounds every wait.
         """
         headers = {"Content-Type": _JSON}
         if biz_user_id is not None:
@@ -298,6 +304,7 @@ class Transport:
                 quota_wait=quota_wait,
                 on_retry=self._retried,
                 recover=recover,
+                gone=_nothing if done_if_gone else None,
                 deadline=deadline,
                 refreshable=self._credentials.refreshable,
             )
@@ -365,6 +372,7 @@ class Transport:
         try:
             answer = await self._wire.send(call, method, url, headers, data, params)
             status, log_id = answer.status, answer.log_id
+            self.server_clock.observe(answer.date)
             result, code = decode(call, answer, raw=raw)
             return result, code
         except AilyError as exc:
@@ -395,3 +403,7 @@ class Transport:
                         call, method, path, attempt, elapsed, status, code, log_id, error
                     ),
                 )
+
+
+def _nothing() -> dict[str, Any]:
+    return {}

@@ -12,8 +12,9 @@ tests may give the client a wire of their own (``AilyClient(wire=...)``) to play
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -32,18 +33,25 @@ __all__ = ["AiohttpWire", "Answer", "Wire", "decode"]
 
 
 class Answer:
-    """What came back: the HTTP ``status``, the body bytes, the ``X-Tt-Logid`` header and the
-    ``x-ogw-ratelimit-reset`` header (seconds until the rate window resets)."""
+    """What came back: the HTTP ``status``, the body bytes, the ``X-Tt-Logid`` header, the
+    ``x-ogw-ratelimit-reset`` header (seconds until the rate window resets) and the ``Date``
+    header (the server's clock)."""
 
-    __slots__ = ("log_id", "payload", "reset", "status")
+    __slots__ = ("date", "log_id", "payload", "reset", "status")
 
     def __init__(
-        self, status: int, payload: bytes, log_id: str | None = None, reset: str | None = None
+        self,
+        status: int,
+        payload: bytes,
+        log_id: str | None = None,
+        reset: str | None = None,
+        date: str | None = None,
     ) -> None:
         self.status = status
         self.payload = payload
         self.log_id = log_id
         self.reset = reset
+        self.date = date
 
     def __repr__(self) -> str:
         return f"Answer(status={self.status}, {len(self.payload)} bytes, log_id={self.log_id!r})"
@@ -70,10 +78,37 @@ class Wire(Protocol):
         ...
 
 
+# aiohttp sends a GET, PUT or DELETE again by itself when a kept-alive connection drops under
+# it. That resend would bypass the limiter, the counters and the retry rules (a PUT declared
+# unsafe to repeat would reach the server twice), so a middleware refuses it: every resend is
+# the retry loop's decision. The counter lives in a context variable set around each request.
+_attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "aily_async_attempts", default=None
+)
+
+
+class _Resend(Exception):
+    """aiohttp tried to send a request a second time."""
+
+
+async def _send_once(
+    request: aiohttp.ClientRequest,
+    handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+) -> aiohttp.ClientResponse:
+    counter = _attempts.get()
+    if counter is not None:
+        if counter[0]:
+            raise _Resend
+        counter[0] = 1
+    return await handler(request)
+
+
 class AiohttpWire:
     """A :class:`Wire` over one pooled :class:`aiohttp.ClientSession`, created on first use
     inside the running loop. Redirects are never followed (the token must not leave the API
-    host) and an answer larger than ``max_response_size`` (decoded) is refused."""
+    host), an answer larger than ``max_response_size`` (decoded) is refused, and a request is
+    never sent twice behind the caller's back (aiohttp's own resend on a dropped kept-alive
+    connection is refused and reported as a drop after sending)."""
 
     __slots__ = ("_closed", "_max_connections", "_max_size", "_session", "_timeout", "_verify")
 
@@ -108,6 +143,7 @@ class AiohttpWire:
                 json_serialize=json.dumps,
                 raise_for_status=False,
                 auto_decompress=True,
+                middlewares=(_send_once,),
             )
         return self._session
 
@@ -134,16 +170,27 @@ class AiohttpWire:
     ) -> Answer:
         """Send one request and read its answer (capped); map aiohttp's failures."""
         session = self._open(call)
+        attempts = _attempts.set([0])
         try:
             async with session.request(
                 method, url, data=data, params=params, headers=headers, allow_redirects=False
             ) as resp:
                 log_id = resp.headers.get("X-Tt-Logid")
                 payload = await self._read(resp, call, log_id)
-                reset = resp.headers.get("x-ogw-ratelimit-reset")
-                return Answer(resp.status, payload, log_id, reset)
+                headers_ = resp.headers
+                return Answer(
+                    resp.status,
+                    payload,
+                    log_id,
+                    headers_.get("x-ogw-ratelimit-reset"),
+                    headers_.get("Date"),
+                )
         except asyncio.CancelledError:
             raise
+        except _Resend:
+            raise AilyConnectionError(
+                "the connection dropped after the request was sent (not sent again)", call=call
+            ) from None
         except aiohttp.ClientConnectorCertificateError as exc:
             raise AilyConnectionError(
                 f"TLS certificate rejected: {exc}", call=call, sent=False
@@ -165,6 +212,8 @@ class AiohttpWire:
             ) from exc
         except aiohttp.ClientError as exc:
             raise AilyTransportError(f"{exc.__class__.__name__}: {exc}", call=call) from exc
+        finally:
+            _attempts.reset(attempts)
 
     async def _read(self, resp: aiohttp.ClientResponse, call: str, log_id: str | None) -> bytes:
         cap = self._max_size

@@ -30,6 +30,8 @@ INTERNAL: dict[str, set[str]] = {
     "_transport": {"API_PREFIX", "Stats", "Transport"},
     # The shared poll loop under RunHandle.
     "_poller": {"Guard", "Poller"},
+    # A lower bound of the server clock, read by runs.create.
+    "_server_clock": {"ServerClock"},
     "_run_handle": {"RunCalls"},
     # The default wire and the envelope decoder (users may give their own Wire).
     "_wire": {"AiohttpWire", "decode"},

@@ -19,10 +19,10 @@ from _vloop import virtual_time
 from aily_async import (
     AilyClient,
     AilyClosedError,
-    AilyError,
-    AilyServerError,
+    AilyResponseError,
     PollPolicy,
     RetryPolicy,
+    Run,
     RunHandle,
     RunStatus,
     RunWaitTimeout,
@@ -488,18 +488,34 @@ async def test_closing_the_client_ends_pending_waits_promptly() -> None:
 
 
 @virtual_time
-async def test_poll_failure_reaches_every_awaiter_and_waiting_again_resumes() -> None:
-    """When a poll fails beyond its retries, every awaiter gets the :class:`AilyError`; the run
-    is not lost, and waiting again resumes polling to the end."""
+async def test_a_passing_poll_failure_does_not_end_the_waits() -> None:
+    """Polls failing with 5xx beyond their retries do not end the waits: polling goes on and
+    every awaiter gets the finished run."""
     async with aily(
         run_script=RunPlan(duration=5.0), client={"retry": RetryPolicy.no_wait(max_attempts=3)}
     ) as (fake, client):
         handle = await start_run(client)
-        fake.inject("runs.get", status=500, times=3)
+        fake.inject("runs.get", status=500, times=6)
         results = await asyncio.gather(handle.wait(), handle.wait(), return_exceptions=True)
-        assert all(isinstance(r, AilyServerError) for r in results), results
-        assert all(isinstance(r, AilyError) for r in results)
+        assert all(isinstance(r, Run) and r.status is RunStatus.COMPLETED for r in results)
+        statuses = [r.status for r in fake.requests if r.route == "runs.get"]
+        assert statuses[:6] == [500] * 6
+        assert statuses[-1] == 200
+
+
+@virtual_time
+async def test_poll_failure_reaches_every_awaiter_and_waiting_again_resumes() -> None:
+    """When a poll fails for a reason that is not passing (an answer that cannot be read),
+    every awaiter gets the :class:`AilyError`; the run is not lost, and waiting again resumes
+    polling to the end."""
+    async with aily(
+        run_script=RunPlan(duration=5.0), client={"retry": RetryPolicy.no_wait(max_attempts=3)}
+    ) as (fake, client):
+        handle = await start_run(client)
+        fake.inject("runs.get", status=200, body={"code": 0, "data": {"run": "not an object"}})
+        results = await asyncio.gather(handle.wait(), handle.wait(), return_exceptions=True)
+        assert all(isinstance(r, AilyResponseError) for r in results), results
         assert not handle.done
-        assert len(gets(fake, handle)) == 3
+        assert len(gets(fake, handle)) == 1
         run = await handle
         assert run.status is RunStatus.COMPLETED

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
+from _vloop import virtual_time
 from multidict import CIMultiDictProxy
 
 import aily_async.testing as testing
@@ -855,6 +858,243 @@ async def test_fault_delay_and_set_faults(api: Api) -> None:
         Faults(routes=["nope"])
 
 
+# --------------------------------------------------------------------------- off the happy path
+
+
+def _date(reply: Reply) -> float:
+    """The ``Date`` header of ``reply`` as a POSIX time, checking it is a single IMF-fixdate."""
+    [raw] = reply.headers.getall("Date")
+    moment = email.utils.parsedate_to_datetime(raw)
+    assert email.utils.format_datetime(moment, usegmt=True) == raw
+    return moment.timestamp()
+
+
+async def test_clock_offset_shifts_timestamps_and_every_date_header(start: Start) -> None:
+    """clock_offset moves timestamps and Date alike, on every answer, errors and 429s too."""
+    api = await start(login=False, clock_offset=600, rate_limits={"sessions.get": [(1, 60.0)]})
+    login = await api.login()
+    sid = await api.session()
+    created = await api.create_run(sid)
+    real = time.time()
+    run = created.body["data"]["run"]
+    created_at = int(run["created_at"]) / 1000
+    assert abs(_date(created) - (real + 600)) < 2
+    assert abs(created_at - (real + 600)) < 2
+    assert abs(_date(created) - created_at) <= 1  # Date has whole seconds only
+    session = await api.call("GET", f"{API}/sessions/{sid}")
+    assert abs(int(session.body["data"]["session"]["created_at"]) / 1000 - created_at) < 1
+    limited = await api.call("GET", f"{API}/sessions/{sid}")
+    missing = await api.call("GET", f"{API}/sessions/session_zzzz/messages")
+    api.fake.inject("runs.list", status=503)
+    failed = await api.call("GET", f"{API}/sessions/{sid}/runs")
+    api.fake.inject("auth", status=500, body="<html>down</html>")
+    html = await api.call("POST", TOKEN_PATH, body={"app_id": "a", "app_secret": "b"})
+    replies = [login, session, limited, missing, failed, html]
+    assert [reply.status for reply in replies] == [200, 200, 429, 404, 503, 500]
+    for reply in replies:
+        assert abs(_date(reply) - (real + 600)) < 2, reply
+
+
+def test_date_header_follows_the_fake_clock_on_a_virtual_loop() -> None:
+    """Date comes from the fake's clock: a virtual hour later it is an hour later, as created_at."""
+
+    @virtual_time
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http, FakeAily(clock_offset=-30.0) as fake:
+            api = Api(http, fake)
+            first = await api.login()
+            real = time.time()
+            await asyncio.sleep(3600)
+            reply = await api.call("POST", f"{API}/sessions", body={})
+            created_at = int(reply.body["data"]["session"]["created_at"]) / 1000
+            assert abs(_date(first) - (real - 30)) < 2
+            assert abs(_date(reply) - (real - 30 + 3600)) < 2
+            assert abs(_date(reply) - created_at) <= 1
+
+    scenario()
+
+
+def test_held_answer_lands_although_the_client_gave_up(caplog: pytest.LogCaptureFixture) -> None:
+    """hold handles the call (it takes effect), then keeps the answer back past the timeout."""
+    caplog.set_level(logging.DEBUG)
+
+    @virtual_time
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as http, FakeAily(run_duration=1.0) as fake:
+            api = Api(http, fake)
+            await api.login()
+            sid = await api.session()
+            fake.inject("runs.create", hold=30)
+            began = loop.time()
+            with pytest.raises(asyncio.TimeoutError):
+                async with http.post(
+                    f"{fake.url}{API}/sessions/{sid}/runs",
+                    json={"app_id": APP},
+                    headers={"Authorization": f"Bearer {api.token}"},
+                    timeout=aiohttp.ClientTimeout(total=1.0),
+                ):
+                    pass
+            assert loop.time() - began < 2
+            assert fake.created_runs == 1
+            listed = (await api.call("GET", f"{API}/sessions/{sid}/runs")).body["data"]["runs"]
+            assert [run["id"] for run in listed] == [run["id"] for run in fake.runs_in(sid)]
+            assert len(listed) == 1
+            await asyncio.sleep(30)  # the held answer falls due; its client is gone
+            held = [(r.status, r.fault) for r in fake.requests if r.route == "runs.create"]
+            assert held == [(None, "hold")]
+            # A patient client gets the answer, late; an error status is held back too.
+            fake.inject("sessions.create", status=None, hold=2)
+            fake.inject("sessions.create", status=503, hold=2)
+            for expected in (200, 503):
+                began = loop.time()
+                sent = _date(await api.call("GET", f"{API}/sessions/{sid}"))
+                reply = await api.call("POST", f"{API}/sessions", body={})
+                assert reply.status == expected
+                assert loop.time() - began >= 2
+                assert _date(reply) - sent >= 2  # Date tells when the answer was sent
+            assert fake.created_sessions == 2
+            creates = [(r.status, r.fault) for r in fake.requests if r.route == "sessions.create"]
+            assert creates[-2:] == [(200, "hold"), (503, "error")]
+
+    scenario()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_close_ends_held_answers_at_once(http: aiohttp.ClientSession) -> None:
+    """close() does not wait out a hold: the held call ends without an answer."""
+    fake = FakeAily()
+    await fake.start()
+    api = Api(http, fake)
+    await api.login()
+    fake.inject("sessions.create", hold=60)
+    call = asyncio.create_task(api.call("POST", f"{API}/sessions", body={}))
+    for _ in range(200):
+        if fake.created_sessions:
+            break
+        await asyncio.sleep(0.01)
+    assert fake.created_sessions == 1
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await fake.close()
+    assert loop.time() - began < 0.5
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await call
+    assert [(r.status, r.fault) for r in fake.requests][-1] == (None, "hold")
+
+
+def test_outage_window_on_the_token_endpoint() -> None:
+    """outage() answers every call within the window with the error and no effect, then ends."""
+
+    @virtual_time
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http, FakeAily() as fake:
+            api = Api(http, fake)
+            fake.outage("auth", 1.0)
+            fake.inject("auth", status=500)  # waits for the first call after the outage
+            for _ in range(3):
+                reply = await api.login()
+                assert_error(reply, 503, 1)
+                assert "tenant_access_token" not in reply.body
+                await asyncio.sleep(0.3)
+            assert api.token is None
+            await asyncio.sleep(0.2)
+            assert (await api.login()).status == 500
+            assert (await api.login()).status == 200
+            assert fake.token_fetches == 5
+            assert [r.fault for r in fake.requests] == ["outage"] * 3 + ["error", None]
+
+            sid = await api.session()
+            fake.outage("sessions.delete", 10.0, status=429)
+            fake.reset_header_precision = "float"
+            limited = await api.call("DELETE", f"{API}/sessions/{sid}")
+            assert_error(limited, 429, 99991400)
+            assert limited.headers["x-ogw-ratelimit-reset"] == "10"
+            assert fake.session_ids() == [sid]
+            await asyncio.sleep(10)
+            assert (await api.call("DELETE", f"{API}/sessions/{sid}")).status == 200
+            with pytest.raises(ValueError, match="unknown route"):
+                fake.outage("nope", 1.0)
+            with pytest.raises(ValueError, match="status"):
+                fake.outage("auth", 1.0, status=200)
+
+    scenario()
+
+
+async def test_placeholder_is_replaced_by_the_growing_answer(start: Start) -> None:
+    """A partial answer shows the placeholder first, then a growing prefix of the real answer."""
+    clock = ManualClock()
+    answer = "The quick brown fox jumps over the lazy dog."
+    placeholder = "…thinking…"
+    plan = RunPlan(queued=0.5, duration=3.0, answer=answer, placeholder=placeholder)
+    api = await start(clock=clock, run_script=plan)
+    sid = await api.session()
+    await api.send(sid, "hi")
+    run_id = (await api.create_run(sid)).body["data"]["run"]["id"]
+
+    async def partial() -> dict[str, Any]:
+        listed = await api.messages(sid, run_id=run_id, with_partial_message="true")
+        [message] = listed["messages"]
+        return dict(message)
+
+    assert (await api.messages(sid, run_id=run_id, with_partial_message="true"))["messages"] == []
+    seen: list[tuple[float, str, str]] = []
+    elapsed = 0.0
+    for moment in (0.6, 0.9, 1.4, 1.6, 2.0, 2.5, 3.0, 3.45):
+        clock.advance(moment - elapsed)
+        elapsed = moment
+        message = await partial()
+        seen.append((moment, message["status"], message["content"]))
+        assert (await api.messages(sid, run_id=run_id))["messages"] == []  # not without partial
+        path = f"{API}/sessions/{sid}/messages/{message['id']}"
+        assert (await api.call("GET", path)).body["data"]["message"] == message
+    assert {status for _, status, _ in seen} == {"IN_PROGRESS"}
+    early = [content for moment, _, content in seen if moment < 0.5 + 1.0]
+    later = [content for moment, _, content in seen if moment > 0.5 + 1.0]
+    assert early == [placeholder] * 3
+    assert all(content and answer.startswith(content) for content in later)
+    assert [len(content) for content in later] == sorted({len(content) for content in later})
+    assert later[-1] != answer
+    clock.advance(0.1)
+    final = await partial()
+    assert (final["status"], final["content"]) == ("COMPLETED", answer)
+    assert [m["content"] for m in api.fake.messages_in(sid)] == ["hi", answer]
+    assert RunPlan().placeholder is None
+
+
+async def test_dropped_answer_of_put_and_delete_lands_and_resends_are_logged(api: Api) -> None:
+    """drop="after" on PUT/DELETE: the change lands, and a re-send shows in requests."""
+    sid = await api.session()
+
+    async def send_raw(method: str, body: Any = None) -> int | None:
+        try:
+            return (await api.call(method, f"{API}/sessions/{sid}", body=body)).status
+        except aiohttp.ClientConnectionError:
+            return None
+
+    api.fake.inject("sessions.update", drop="after")
+    status = await send_raw("PUT", {"metadata": '{"v":1}'})
+    assert api.fake.get_session(sid)["metadata"] == '{"v":1}'
+    if status is None:  # this aiohttp did not send it again by itself: do it by hand
+        status = await send_raw("PUT", {"metadata": '{"v":1}'})
+    assert status == 200
+    updates = [(r.status, r.fault) for r in api.fake.requests if r.route == "sessions.update"]
+    assert updates == [(None, "drop-after"), (200, None)]
+
+    api.fake.inject("sessions.update", drop="after", times=2)
+    assert await send_raw("PUT", {"metadata": '{"v":2}'}) is None
+    assert api.fake.get_session(sid)["metadata"] == '{"v":2}'
+
+    api.fake.inject("sessions.delete", drop="after")
+    status = await send_raw("DELETE")
+    assert api.fake.session_ids() == []
+    if status is None:
+        status = await send_raw("DELETE")
+    assert status == 404  # the re-sent DELETE finds nothing left to delete
+    deletes = [(r.status, r.fault) for r in api.fake.requests if r.route == "sessions.delete"]
+    assert deletes == [(None, "drop-after"), (404, None)]
+
+
 # --------------------------------------------------------------------------- log, clock, CLI
 
 
@@ -927,6 +1167,9 @@ async def test_serve_prints_url_until_cancelled(capsys: pytest.CaptureFixture[st
         ["--port", "9", "--rate-limits", "--error-rate", "0.1", "--time-scale", "0.5"]
     )
     assert (args.port, args.rate_limits, args.error_rate, args.time_scale) == (9, True, 0.1, 0.5)
+    skewed = build_parser().parse_args(["--clock-offset", "-600"])
+    assert testing.server_options(skewed)["clock_offset"] == -600.0
+    assert "clock_offset" not in testing.server_options(build_parser().parse_args([]))
     assert callable(main)
 
 
