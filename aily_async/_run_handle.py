@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator
+import functools
+from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, Protocol
 
 from ._errors import RunWaitTimeout
@@ -97,16 +98,13 @@ class RunHandle:
     ) -> None:
         self._calls = calls
         self._stats = stats
-        session_id, run_id = run.session_id or "", run.id
-
-        async def fetch() -> Run:
-            return await calls.get(session_id, run_id)
-
         self._poller: Poller[Run] = Poller(
             run,
             call="runs.wait",
             guard=guard,
-            fetch=fetch,
+            # A partial, not a coroutine function: a poll queued on the limiter holds one
+            # frame less.
+            fetch=functools.partial(calls.get, run.session_id or "", run.id),
             ended=_ended,
             changed=_changed,
             expired=_expired,
@@ -164,10 +162,11 @@ class RunHandle:
     def __await__(self) -> Generator[Any, None, Run]:
         return self._poller.wait().__await__()
 
-    async def wait(self, timeout: float | None = None) -> Run:
-        """The final run. After ``timeout`` seconds raise :class:`RunWaitTimeout` (the run goes
-        on server-side; waiting again resumes)."""
-        return await self._poller.wait(timeout)
+    def wait(self, timeout: float | None = None) -> Coroutine[Any, Any, Run]:
+        """The final run (a coroutine: ``await handle.wait()``). After ``timeout`` seconds
+        raise :class:`RunWaitTimeout` (the run goes on server-side; waiting again resumes)."""
+        # The poller's own coroutine, not a wrapper around it: a pending wait stays small.
+        return self._poller.wait(timeout)
 
     def watch(self) -> AsyncIterator[Run]:
         """Yield the run now and at each status change (REQUIRES_MESSAGE included), the last

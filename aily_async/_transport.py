@@ -15,6 +15,7 @@ made in one place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -265,37 +266,55 @@ class Transport:
             ) from None
         url = URL(self._api + path, encoded=True)
         limiter = self.limiter_for(call)
-        attempts = 0
-
-        async def attempt() -> dict[str, Any]:
-            nonlocal attempts
-            attempts += 1
-            if limiter is not None:
-                await self._grant(call, limiter)
-            # Nearly always at hand; fetched only if it expired while the call was queued.
-            token = self._credentials.cached() or await self._token(call)
-            headers["Authorization"] = f"Bearer {token}"
-            try:
-                result, _ = await self._exchange(
-                    call, method, url, path, headers, data, params, attempts
-                )
-            except AilyRateLimitError:
-                self.stats.rate_limited += 1
-                raise
-            except AilyAuthError as exc:
-                if exc.code in TENANT_TOKEN_INVALID and self._credentials.refreshable:
-                    logger.info("%s: tenant token rejected (code %s), refreshing", call, exc.code)
-                    self._credentials.invalidate(token)
-                raise
-            return result
-
-        async def quota_wait(exc: AilyRateLimitError, wait: float) -> None:
-            if limiter is not None:
-                await limiter.pause(wait)  # every call of this limiter waits; ours queues
-            elif wait > 0:
-                await asyncio.sleep(wait)
-
         async with Scope(self, call):
+            granted = False
+            if limiter is not None:
+                # The first grant is queued for here, before the retry machinery exists: a
+                # call waiting on the limiter (thousands of pollers, say) keeps a shallow
+                # stack. The token comes first, so a grant reaches the server promptly and the
+                # limiter's window holds as the server sees it.
+                if self._credentials.cached() is None:
+                    # A failed fetch is tried again (and counted) by the first attempt.
+                    with contextlib.suppress(NotSent):
+                        await self._token(call)
+                await limiter.acquire()
+                granted = True
+            attempts = 0
+
+            async def attempt() -> dict[str, Any]:
+                nonlocal attempts, granted
+                attempts += 1
+                if granted:
+                    granted = False
+                elif limiter is not None:
+                    if self._credentials.cached() is None:
+                        await self._token(call)
+                    await limiter.acquire()
+                # Nearly always at hand; fetched only if it expired while the call was queued.
+                token = self._credentials.cached() or await self._token(call)
+                headers["Authorization"] = f"Bearer {token}"
+                try:
+                    result, _ = await self._exchange(
+                        call, method, url, path, headers, data, params, attempts
+                    )
+                except AilyRateLimitError:
+                    self.stats.rate_limited += 1
+                    raise
+                except AilyAuthError as exc:
+                    if exc.code in TENANT_TOKEN_INVALID and self._credentials.refreshable:
+                        logger.info(
+                            "%s: tenant token rejected (code %s), refreshing", call, exc.code
+                        )
+                        self._credentials.invalidate(token)
+                    raise
+                return result
+
+            async def quota_wait(exc: AilyRateLimitError, wait: float) -> None:
+                if limiter is not None:
+                    await limiter.pause(wait)  # every call of this limiter waits; ours queues
+                elif wait > 0:
+                    await asyncio.sleep(wait)
+
             return await call_with_retries(
                 attempt,
                 call=call,
@@ -308,13 +327,6 @@ class Transport:
                 deadline=deadline,
                 refreshable=self._credentials.refreshable,
             )
-
-    async def _grant(self, call: str, limiter: RateLimiter) -> None:
-        # Have the token first: a grant must reach the server promptly, or the limiter's
-        # window guarantee would not hold as the server sees it.
-        if self._credentials.cached() is None:
-            await self._token(call)
-        await limiter.acquire()
 
     async def _retried(self, call: str, tries: int, wait: float, exc: AilyError) -> None:
         self.stats.retries += 1
