@@ -49,6 +49,23 @@ def pin_client() -> str:
 # -- the server process ----------------------------------------------------------------------
 
 
+SERVER_PATH_VAR = "AILY_BENCH_SERVER_PYTHONPATH"
+
+
+def server_env() -> dict[str, str] | None:
+    """The server process's environment: this one's, except that ``PYTHONPATH`` is
+    ``$AILY_BENCH_SERVER_PYTHONPATH`` when that is set (empty: no ``PYTHONPATH``). The guard
+    (``bench_guard.py``) uses it to serve both trees it compares from one and the same FakeAily."""
+    path = os.environ.get(SERVER_PATH_VAR)
+    if path is None:
+        return None
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if path:
+        env["PYTHONPATH"] = path
+    return env
+
+
 class Server:
     """``benchmarks/_server.py`` in a child process (pinned to the last CPU when possible)."""
 
@@ -73,6 +90,7 @@ class Server:
             stdout=subprocess.PIPE,
             text=True,
             preexec_fn=preexec,
+            env=server_env(),
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

@@ -88,6 +88,15 @@ async def awaiting_floor(n: int) -> float:
     return size
 
 
+async def leftover_tasks() -> int:
+    """Tasks still alive on the loop besides the caller: poll loops left behind (public API
+    only, so the count means the same whatever the client keeps privately)."""
+    for _ in range(3):
+        await asyncio.sleep(0)  # let cancelled or finished loops unwind
+    me = asyncio.current_task()
+    return sum(1 for t in asyncio.all_tasks() if t is not me and not t.done())
+
+
 def _limits(args: argparse.Namespace) -> Limits:
     return Limits(
         {
@@ -181,7 +190,7 @@ async def rep(server: Server, args: argparse.Namespace, traced: bool) -> dict[st
             if not isinstance(r, BaseException) and r.status == RunStatus.COMPLETED
         )
         out["errors"] = sum(1 for r in results if isinstance(r, BaseException))
-        out["leftover"] = len(c._pollers)  # poll loops still registered (private, for checking)
+        out["leftover"] = await leftover_tasks()
         out["client_gets"] = c.stats.by_call.get("runs.get", 0)
     if traced:
         out["floor_b"] = await awaiting_floor(n)
