@@ -31,11 +31,12 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from .._hooks import sending
 from .._limiter import RateLimiter
-from ._checkpoint import Checkpoint, Key, is_key
+from ._admission import Admission
+from ._checkpoint import Checkpoint
 from ._inputs import Inputs, KeyFunction
 from ._items import Item, Work, Worker
 from ._progress import BatchProgress, ProgressBar, ProgressOption, limiter_load, progress_option
-from ._results import BatchResult, restored
+from ._results import BatchResult
 from ._stopping import wait_all
 
 __all__ = ["BatchRun", "Limiters"]
@@ -89,6 +90,7 @@ class BatchRun(Generic[T]):
         grace: float,
         effect: str | None,
         decode: Callable[[Any], T],
+        identity: Mapping[str, Any],
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
@@ -105,14 +107,16 @@ class BatchRun(Generic[T]):
         self._work = work
         self._concurrency = concurrency
         self._ordered = ordered
-        self._key_fn = key
         self._grace = float(grace)
         # The item's effectful call (e.g. "runs.create"): its sending marks an item as sent
         # (see grace), and its limiter is the wait the progress shows. None: any request.
         self._effect = effect
-        self._decode = decode
-        self._checkpoint = Checkpoint(checkpoint) if checkpoint is not None else None
+        # What defines the batch (kind, app, skill...): its checkpoint's header.
+        self._checkpoint = (
+            Checkpoint(checkpoint, batch=identity) if checkpoint is not None else None
+        )
         self._bar, self._callback = progress_option(progress)
+        self._admission = Admission(key, decode, self._checkpoint, effect)
 
         self._sync_inputs: Iterator[Any] | None = None
         self._async_inputs: AsyncIterator[Any] | None = None
@@ -137,8 +141,6 @@ class BatchRun(Generic[T]):
         self._next_index = 0
         self._exhausted = False
         self._stopping = False
-        self._seen: set[Key] = set()
-        self._restored: dict[Key, dict[str, Any]] = {}
         self._succeeded = 0
         self._failed = 0
         self._skipped = 0
@@ -152,6 +154,11 @@ class BatchRun(Generic[T]):
     def name(self) -> str:
         """What the batch calls (``"skills.start"``, ``"runs"``, or the function's name)."""
         return self._name
+
+    @property
+    def underway(self) -> int:
+        """Items whose call is already out (they get ``grace`` to finish when stopped)."""
+        return sum(1 for slot in self._slots if slot.item is not None and slot.item.sent)
 
     @property
     def progress(self) -> BatchProgress:
@@ -241,8 +248,7 @@ class BatchRun(Generic[T]):
             self._sync_inputs = iter(self._inputs)
         clean = False
         try:
-            if self._checkpoint is not None:
-                self._restored = self._checkpoint.open()
+            self._admission.open()
             self._slots = [Worker(n) for n in range(self._concurrency)]
             self._live = len(self._slots)
             self._tasks = [loop.create_task(self._worker(slot)) for slot in self._slots]
@@ -306,7 +312,7 @@ class BatchRun(Generic[T]):
                 finally:
                     sending.set(None)
                     slot.item = None
-                self._finish(result, record=True)
+                self._finish(result, record=True, live=item.live)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the batch itself broke: the input iterator, the checkpoint
@@ -345,33 +351,23 @@ class BatchRun(Generic[T]):
 
     def _admit(self, index: int, raw: Any) -> Item | None:
         """Make an item of an input, or finish it at once (bad key, done in the checkpoint)."""
-        try:
-            key = index if self._key_fn is None else self._key_fn(raw)
-            if not is_key(key):
-                raise TypeError(f"key() must return a str or an int, got {type(key).__name__}")
-        except Exception as exc:
-            self._finish(BatchResult(index, index, raw, error=exc), record=False)
+        entry = self._admission.admit(index, raw)
+        if isinstance(entry, BatchResult):
+            self._finish(entry, record=False)
             return None
-        if key in self._seen:
-            duplicate = ValueError(f"duplicate key {key!r} (input #{index}): keys must be unique")
-            self._finish(BatchResult(index, key, raw, error=duplicate), record=False)
-            return None
-        self._seen.add(key)
-        record = self._restored.get(key)
-        pending: Mapping[str, Any] | None = None
-        if record is not None:
-            done = restored(record, index, key, raw, self._decode)
-            if done is not None:
-                self._finish(done, record=False)
-                return None
-            if isinstance(record.get("pending"), dict):
-                pending = record["pending"]
-        return Item(self._checkpoint, index, key, raw, pending, self._effect)
+        return entry
 
-    def _finish(self, result: BatchResult[T], *, record: bool) -> None:
+    def _finish(
+        self, result: BatchResult[T], *, record: bool, live: Mapping[str, Any] | None = None
+    ) -> None:
+        """Checkpoint a result (a failure keeps what finds its item's effect), count it, hand
+        it on."""
         assert self._queue is not None
         if record and self._checkpoint is not None:
-            self._checkpoint.write(result.to_record())
+            line = result.to_record()
+            if not result.ok and live is not None:
+                line["pending"] = dict(live)
+            self._checkpoint.write(line)
         if result.resumed:
             self._skipped += 1
         elif result.ok:

@@ -15,7 +15,7 @@ T = TypeVar("T")
 class Item:
     """One input of a batch on its way through a worker."""
 
-    __slots__ = ("checkpoint", "effect", "index", "input", "key", "pending", "sent")
+    __slots__ = ("checkpoint", "effect", "index", "input", "key", "live", "pending", "sent")
 
     def __init__(
         self,
@@ -32,6 +32,9 @@ class Item:
         self.input = input
         #: What an interrupted batch recorded of this item's effect (a run), if anything.
         self.pending = pending
+        #: What a restarted batch needs to find this item's effect, while it may still be
+        #: going or may hold the answer (``None``: nothing to find). A failure record keeps it.
+        self.live: dict[str, Any] | None = None
         self.effect = effect
         #: True once the item's effectful call (skills.start, runs.create) has been sent.
         self.sent = False
@@ -42,11 +45,17 @@ class Item:
             self.sent = True
 
     def note_pending(self, info: Mapping[str, Any]) -> None:
-        """Checkpoint that the item's effect (a run) exists and is not finished yet."""
+        """Checkpoint what a restarted batch needs to find the item's effect (a run that may
+        exist, or does), before it counts: a kill from now on leaves it findable."""
+        self.live = dict(info)
         if self.checkpoint is not None:
             self.checkpoint.write(
-                {"key": self.key, "index": self.index, "input": self.input, "pending": dict(info)}
+                {"key": self.key, "index": self.index, "input": self.input, "pending": self.live}
             )
+
+    def settled(self) -> None:
+        """The item's effect is known to have ended with nothing to adopt: forget it."""
+        self.live = None
 
 
 class Worker:

@@ -4,26 +4,20 @@
 message, a run, its answer), :meth:`Batch.map` awaits any function per input; each returns a
 :class:`BatchRun` that does the items.
 
-A run item (see "Sessions of a run batch" in the package docs) leases a session with no
-active run (its worker's, or a new one), sends its message, creates its run and records it in
-the checkpoint as pending, then waits for the answer; a run it leaves going is cancelled. An
-item recorded pending by an interrupted batch adopts its run instead of creating another.
+A run item's work is :class:`~aily_async.batch._run_items.RunWork`. Each batch names what
+defines it (its kind, app, skill...): the header of its checkpoint, checked on a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol, TypeVar
 
 from .. import _validation as v
-from .._errors import AilyNotFoundError, AilyValidationError, RunFailedError
-from .._models import RunResult, RunStatus, SkillResult, converter
+from .._models import RunResult, SkillResult, converter
 from .._polling import PollPolicy
-from .._resources import Messages, Sessions, Skills
-from .._run_handle import RunHandle
-from .._runs import Runs
+from .._resources import Skills
 from ._engine import BatchRun, Limiters
 from ._inputs import (
     RUN_FIELDS,
@@ -31,25 +25,21 @@ from ._inputs import (
     Inputs,
     KeyOption,
     key_option,
-    run_args,
     skill_args,
     without,
 )
 from ._items import Item, Worker
 from ._progress import ProgressOption
-from ._stopping import cancel_run, settle_create
+from ._run_items import RunClient, RunWork
 
 __all__ = ["Batch", "BatchClient"]
 
 T = TypeVar("T")
 
 
-class BatchClient(Limiters, Protocol):
+class BatchClient(Limiters, RunClient, Protocol):
     """What a batch needs of the client (``AilyClient`` is one)."""
 
-    sessions: Sessions
-    messages: Messages
-    runs: Runs
     skills: Skills
 
 
@@ -61,14 +51,8 @@ def _decode_run(raw: Any) -> RunResult:
     return converter.structure(raw, RunResult)
 
 
-def _identity(raw: Any) -> Any:
+def _as_is(raw: Any) -> Any:
     return raw
-
-
-def _completed(result: RunResult) -> RunResult:
-    if not result.ok:
-        raise RunFailedError(result)
-    return result
 
 
 class Batch:
@@ -86,7 +70,7 @@ class Batch:
     * ``progress``: ``True`` for a progress bar on stderr, or a callback taking a
       :class:`BatchProgress` after each item;
     * ``checkpoint``: a JSON Lines file of finished items; a batch started again with it skips
-      what is done;
+      what is done (a file of another batch is refused, see "Checkpoints" in the package docs);
     * ``grace``: seconds that items already underway get to finish when the batch is stopped.
     """
 
@@ -143,6 +127,12 @@ class Batch:
             grace=grace,
             effect="skills.start",
             decode=_decode_skill,
+            identity={
+                "kind": "skills.start",
+                "app_id": app_id,
+                "skill_id": skill_id,
+                "biz_user_id": biz_user_id,
+            },
         )
 
     def runs(
@@ -180,83 +170,25 @@ class Batch:
             v.check_str(call, "skill_id", skill_id, max_len=32, required=True)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        client = self._client
-        reuse = session == "per_worker"
         key_fn, field = key_option(key, keep=(*RUN_FIELDS, "content"))
-
-        async def adopt(item: Item, pending: Mapping[str, Any]) -> RunResult | None:
-            """Follow the run an interrupted batch created for this item, if it can be used."""
-            sid, rid = pending.get("session_id"), pending.get("run_id")
-            if not isinstance(sid, str) or not isinstance(rid, str):
-                return None
-            try:
-                run = await client.runs.get(sid, rid)
-            except (AilyNotFoundError, AilyValidationError):
-                return None
-            if run.status == RunStatus.CANCELLED:
-                return None  # the interrupted batch cancelled it on its way out: start over
-            item.sent = True
-            handle = client.runs.attach(run, poll=poll)
-            try:
-                return await handle.result(timeout)
-            except BaseException:
-                if not handle.done:
-                    await cancel_run(handle)
-                raise
-
-        async def work(item: Item, slot: Worker) -> RunResult:
-            args = run_args(without(item.input, field))
-            biz = args.get("biz_user_id", biz_user_id)
-            if item.pending is not None:
-                adopted = await adopt(item, item.pending)
-                if adopted is not None:
-                    return _completed(adopted)
-            # Lease a session with no active run: the worker's own (taken out of the slot, so
-            # an error drops it) or a new one.
-            sid, slot.session = slot.session, None
-            if sid is None:
-                sid = (await client.sessions.create(biz_user_id=biz)).id
-            handle: RunHandle | None = None
-            try:
-                await client.messages.create(
-                    sid,
-                    args["message"],
-                    content_type=args.get("content_type", "MDX"),
-                    biz_user_id=biz,
-                )
-                # A task of its own: if the item is cancelled while the create is on the wire,
-                # its answer is still awaited so the run it made can be cancelled.
-                create = asyncio.ensure_future(
-                    client.runs.create(
-                        sid,
-                        app_id=app_id,
-                        skill_id=args.get("skill_id", skill_id),
-                        skill_input=args.get("skill_input"),
-                        metadata=args.get("metadata"),
-                        poll=poll,
-                        biz_user_id=biz,
-                    )
-                )
-                try:
-                    handle = await asyncio.shield(create)
-                except asyncio.CancelledError:
-                    made = await settle_create(create, sent=item.sent)
-                    if made is not None:  # record it first: a failed cancel leaves it adoptable
-                        item.note_pending({"session_id": sid, "run_id": made.id})
-                        await cancel_run(made)
-                    raise
-                item.note_pending({"session_id": sid, "run_id": handle.id})
-                result = await handle.result(timeout)
-            except BaseException:
-                if handle is not None and not handle.done:
-                    await cancel_run(handle)
-                raise
-            if reuse:
-                slot.session = sid  # its run has ended: the next item may use it
-            return _completed(result)
-
+        work = RunWork(
+            self._client,
+            app_id,
+            field=field,
+            reuse=session == "per_worker",
+            skill_id=skill_id,
+            timeout=timeout,
+            poll=poll,
+            biz_user_id=biz_user_id,
+        )
+        identity = {
+            "kind": "runs",
+            "app_id": app_id,
+            "skill_id": skill_id,
+            "biz_user_id": biz_user_id,
+        }
         return BatchRun(
-            client,
+            self._client,
             "runs",
             work,
             inputs,
@@ -268,6 +200,7 @@ class Batch:
             grace=grace,
             effect="runs.create",
             decode=_decode_run,
+            identity=identity,
         )
 
     def map(
@@ -294,13 +227,14 @@ class Batch:
         if not callable(fn):
             raise TypeError(f"fn must be an async function, got {fn!r}")
         key_fn, _ = key_option(key)
+        name = name or str(getattr(fn, "__name__", "map"))
 
         async def work(item: Item, slot: Worker) -> T:
             return await fn(item.input)
 
         return BatchRun(
             self._client,
-            name or str(getattr(fn, "__name__", "map")),
+            name,
             work,
             inputs,
             concurrency=concurrency,
@@ -310,5 +244,6 @@ class Batch:
             checkpoint=checkpoint,
             grace=grace,
             effect=None,
-            decode=decode or _identity,
+            decode=decode or _as_is,
+            identity={"kind": "map", "name": name},
         )

@@ -146,6 +146,18 @@ class ProgressBar:
         self._last = now
         self._draw(progress)
 
+    def note(self, text: str) -> None:
+        """Print ``text`` as a line of its own; a bar drawn in place is redrawn under it at
+        the next update."""
+        if self._drawn and self._mode == "tty":
+            self._write("\r\x1b[2K")
+        elif self._drawn and self._mode == "notebook":
+            self._write("\n")
+        self._write(text + "\n")
+        if self._drawn:
+            self._drawn = False
+            self._last = -float("inf")  # redraw at once
+
     def close(self, progress: BatchProgress) -> None:
         """Show the final state and end the line."""
         self._draw(progress)

@@ -6,8 +6,8 @@ as ``aily fake-server``). Exit status: 0 success, 1 an API or service error (or 
 failed items), 2 a usage error (bad arguments, bad JSON, missing credentials), 130 Ctrl-C.
 
 This module builds the parser and dispatches; the commands live in ``_commands`` (skill, run),
-``_batch`` (batch) and ``_demo`` (demo), on the helpers of ``_common``; ``fake-server`` is
-handed to :mod:`aily_async.testing`.
+``_batch`` (batch) and ``_demo`` (demo), on the helpers of ``_common``, and run under the
+Ctrl-C handling of ``_interrupts``; ``fake-server`` is handed to :mod:`aily_async.testing`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ._batch import batch_command
 from ._commands import run_command, skill_get, skill_list, skill_start
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Handler, UsageError
 from ._demo import demo_command
+from ._interrupts import interruptible
 
 __all__ = ["build_parser", "main"]
 
@@ -192,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
             description=(
                 f"{summary[0].upper()}{summary[1:]}; {line_help}. With --out, every finished "
                 "item is appended to that JSON Lines file at once: run the same command again "
-                "after an interruption and it skips what is done. Without --out, results go "
-                "to standard output. Exit status 1 if any item failed."
+                "after an interruption and it skips what is done (a results file of another "
+                "batch is refused). Without --out, results go to standard output. Failed "
+                "items are reported on stderr with their line. Exit status 1 if any item "
+                "failed."
             ),
         )
         sub.add_argument("file", metavar="FILE.jsonl", help="the inputs ('-': standard input)")
@@ -225,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=float,
             default=5.0,
             metavar="S",
-            help="on Ctrl-C, seconds for calls underway to finish (5)",
+            help="on Ctrl-C, seconds for calls underway to finish (5); Ctrl-C again: cancel them",
         )
         sub.add_argument(
             "--no-progress", dest="progress", action="store_false", help="no progress bar"
@@ -255,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     try:
-        return asyncio.run(handler(args))
+        return asyncio.run(interruptible(handler(args)))
     except UsageError as exc:
         print(f"aily: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -265,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AilyError as exc:
         print(f"aily: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C (see _interrupts)
         print("aily: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
