@@ -357,3 +357,16 @@ def test_demo_completes_quickly_with_no_429() -> None:
     assert utilisation is not None
     assert int(utilisation[1]) >= 80
     assert "skills.start: 300/300 done, 3 failed" in proc.stderr  # the plain progress line
+
+
+def test_run_wait_with_a_short_timeout_returns_a_run_that_ended_in_time(
+    server: ThreadedFake,
+) -> None:
+    """``aily run --wait --timeout 1`` on a run of about 0.35 s (the first poll is due after
+    1 s) prints the answer and exits 0: the wait looks once more before its deadline."""
+    proc = aily(
+        "run", "--new-session", "--app", APP, "-m", "quick", "--wait", "--timeout", "1",
+        environ=env(server.url),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Echo: quick"
