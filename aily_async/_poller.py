@@ -5,7 +5,8 @@ any number of ``wait()`` calls and ``watch()`` loops share one loop, started whe
 begins and stopped as soon as the last leaves (cancelled, timed out or done), so a thing nobody
 waits on costs no request. Polls follow a :class:`PollPolicy`, and each is an ordinary call of
 the transport (limiter, retries, closing). What is polled is given as three functions: fetch
-the state, tell whether a state is final, and what a change is.
+the state (a call named ``fetch_call``, whose quota is waited for before the request is built),
+tell whether a state is final, and what a change is.
 
 Two rules serve the waiters' deadlines: a poll that fails for a passing reason does not end the
 waits (polling goes on until the policy's ``max_outage``), and the poll before the earliest
@@ -45,6 +46,10 @@ class Guard(Protocol):
         """Track the current task while inside."""
         ...
 
+    async def reserve(self, call: str) -> None:
+        """Wait for quota for the current task's next request of ``call``."""
+        ...
+
 
 class Poller(Generic[S]):
     """The latest state of one thing, and the one poll loop that keeps it fresh."""
@@ -57,6 +62,7 @@ class Poller(Generic[S]):
         "_ended",
         "_expired",
         "_fetch",
+        "_fetch_call",
         "_guard",
         "_listeners",
         "_on_change",
@@ -77,6 +83,7 @@ class Poller(Generic[S]):
         call: str,
         guard: Guard,
         fetch: Callable[[], Awaitable[S]],
+        fetch_call: str,
         ended: Callable[[S], bool],
         changed: Callable[[S, S], bool],
         expired: Callable[[S, float], BaseException],
@@ -88,6 +95,7 @@ class Poller(Generic[S]):
         self._call = call
         self._guard = guard
         self._fetch = fetch
+        self._fetch_call = fetch_call
         self._ended = ended
         self._changed = changed
         self._expired = expired
@@ -100,7 +108,7 @@ class Poller(Generic[S]):
         self._version = 0
         self._polls = 0
         self._rtt = 0.0  # how long the last poll took
-        self._deadlines: list[float] = []  # of the waits under way that have one
+        self._deadlines: list[float] | None = None  # of the waits under way that have one
         self._born = asyncio.get_running_loop().time()
 
     # -- state ----------------------------------------------------------------------------
@@ -159,6 +167,8 @@ class Poller(Generic[S]):
         deadline = None if timeout is None else loop.time() + timeout
         self._subscribe()
         if deadline is not None:
+            if self._deadlines is None:
+                self._deadlines = []
             self._deadlines.append(deadline)
         try:
             while not self._ended(self._state):
@@ -173,15 +183,21 @@ class Poller(Generic[S]):
                     self._unlisten(fut, timer)
             return self._state
         finally:
-            if deadline is not None:
+            if deadline is not None and self._deadlines is not None:
                 self._deadlines.remove(deadline)
             self._unsubscribe()
 
-    async def watch(self) -> AsyncIterator[S]:
-        """Yield the state now and at each change, the last one final."""
+    async def watch(self, timeout: float | None = None) -> AsyncIterator[S]:
+        """Yield the state now and at each change, the last one final; ``timeout`` seconds
+        after the first step, raise the ``expired`` error."""
         loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         seen = -1
         self._subscribe()
+        if deadline is not None:
+            if self._deadlines is None:
+                self._deadlines = []
+            self._deadlines.append(deadline)
         try:
             while True:
                 if seen != self._version:
@@ -190,12 +206,17 @@ class Poller(Generic[S]):
                     if self._ended(self._state):
                         return
                     continue
-                fut, _ = self._listen(loop, None)
+                fut, timer = self._listen(loop, deadline)
                 try:
                     await fut
+                except _Expired:
+                    assert timeout is not None
+                    raise self._expired(self._state, timeout) from None
                 finally:
-                    self._unlisten(fut, None)
+                    self._unlisten(fut, timer)
         finally:
+            if deadline is not None and self._deadlines is not None:
+                self._deadlines.remove(deadline)
             self._unsubscribe()
 
     # -- the shared loop --------------------------------------------------------------------
@@ -260,6 +281,8 @@ class Poller(Generic[S]):
                     finally:
                         timer.cancel()
                     first = False
+                    # Wait for quota before the poll's request exists: a queued poll is small.
+                    await self._guard.reserve(self._fetch_call)
                     self._polls += 1
                     began = loop.time()
                     try:

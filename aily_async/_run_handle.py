@@ -105,6 +105,7 @@ class RunHandle:
             # A partial, not a coroutine function: a poll queued on the limiter holds one
             # frame less.
             fetch=functools.partial(calls.get, run.session_id or "", run.id),
+            fetch_call="runs.get",
             ended=_ended,
             changed=_changed,
             expired=_expired,

@@ -19,10 +19,12 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from asyncio import current_task
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from aiohttp import FormData
 from yarl import URL
 
 from ._auth import TENANT_TOKEN_INVALID, TOKEN_CALL, TOKEN_PATH, Credentials
@@ -47,8 +49,9 @@ from ._retry import (
     not_sent,
 )
 from ._server_clock import ServerClock
+from ._stream_body import Streamed
 from ._validation import biz_user_id as check_biz_user_id
-from ._wire import Wire, decode
+from ._wire import Wire, decode, open_stream
 
 __all__ = ["API_PREFIX", "Stats", "Transport"]
 
@@ -141,6 +144,7 @@ class Transport:
         self._state: State = "unopened"
         self._inside: dict[asyncio.Task[Any], int] = {}  # task -> depth of its scopes
         self._woken: set[asyncio.Task[Any]] = set()  # tasks close() cancelled
+        self._reserved: dict[asyncio.Task[Any] | None, str] = {}  # see reserve()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -193,6 +197,8 @@ class Transport:
         if depth:
             self._inside[task] = depth
             return
+        if self._reserved:
+            self._reserved.pop(task, None)  # a grant reserved and never used
         if isinstance(exc, asyncio.CancelledError) and task in self._woken:
             self._woken.discard(task)
             uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
@@ -220,6 +226,24 @@ class Transport:
         """The limiter that ``call`` goes through (``None`` when throttling is off)."""
         return None if self._limits is None else self._limits.for_call(call)
 
+    async def reserve(self, call: str) -> None:
+        """Wait for a grant of ``call`` now, and hold it for the current task's next request
+        of ``call``, which then goes without queueing again.
+
+        A poll waits for quota this way before its request is built: thousands of polls
+        queued on the limiter then hold one small frame each, not a request's.
+        """
+        limiter = self.limiter_for(call)
+        if limiter is None:
+            return
+        if self._credentials.cached() is None:
+            with contextlib.suppress(NotSent):  # the request's first attempt tries again
+                await self._token(call)
+        await limiter.acquire()
+        task = current_task()
+        if task is not None:
+            self._reserved[task] = call
+
     # -- the seam -------------------------------------------------------------------------
 
     async def request(
@@ -229,6 +253,7 @@ class Transport:
         path: str,
         *,
         body: Any = None,
+        form: Callable[[], FormData] | None = None,
         params: Mapping[str, str] | None = None,
         safety: Safety = "idempotent",
         biz_user_id: str | None = None,
@@ -236,22 +261,25 @@ class Transport:
         recover: Recover[dict[str, Any]] | None = None,
         done_if_gone: bool = False,
         deadline: float | None = None,
+        streamed: Streamed | None = None,
     ) -> dict[str, Any]:
         """Send one API call and return its ``data`` object.
 
         ``path`` is below ``/open-apis/aily/v1`` with its ids already checked and encoded.
+        ``form`` (an upload), in place of a JSON ``body``, builds the multipart body afresh
+        for each attempt.
         Retries follow ``safety`` and ``recover`` (see :mod:`aily_async._retry`);
         ``done_if_gone``: a "not found" after an attempt that may have landed means that
         attempt did it (a delete), and the call succeeds with ``{}``. ``deadline`` (loop time)
-        bounds every wait.
+        bounds every wait. With ``streamed``, an event-stream answer is not read: its open body
+        is left in ``streamed.events`` (for the caller to read under :meth:`scope` and close)
+        and the call returns ``{}``.
         """
-        headers = {"Content-Type": _JSON}
-        if biz_user_id is not None:
-            headers["X-Aily-BizUserID"] = check_biz_user_id(
-                call, biz_user_id, max_len=biz_user_id_max
-            )
-        elif self._biz_user_id is not None:
-            headers["X-Aily-BizUserID"] = self._biz_user_id
+        biz = (
+            check_biz_user_id(call, biz_user_id, max_len=biz_user_id_max)
+            if biz_user_id is not None
+            else self._biz_user_id
+        )
         try:
             data = (
                 json.dumps(
@@ -264,11 +292,12 @@ class Transport:
             raise AilyValidationError(
                 "body", f"must be JSON-serialisable UTF-8 ({exc})", call=call
             ) from None
-        url = URL(self._api + path, encoded=True)
         limiter = self.limiter_for(call)
-        async with Scope(self, call):
-            granted = False
-            if limiter is not None:
+        # Tracked while inside (a plain try, not a Scope: two coroutines less per call).
+        task = self.enter(call)
+        try:
+            granted = bool(self._reserved) and self._reserved.pop(task, None) == call
+            if limiter is not None and not granted:
                 # The first grant is queued for here, before the retry machinery exists: a
                 # call waiting on the limiter (thousands of pollers, say) keeps a shallow
                 # stack. The token comes first, so a grant reaches the server promptly and the
@@ -279,6 +308,10 @@ class Transport:
                         await self._token(call)
                 await limiter.acquire()
                 granted = True
+            url = URL(self._api + path, encoded=True)
+            headers = {"Content-Type": _JSON} if form is None else {}
+            if biz is not None:
+                headers["X-Aily-BizUserID"] = biz
             attempts = 0
 
             async def attempt() -> dict[str, Any]:
@@ -293,9 +326,11 @@ class Transport:
                 # Nearly always at hand; fetched only if it expired while the call was queued.
                 token = self._credentials.cached() or await self._token(call)
                 headers["Authorization"] = f"Bearer {token}"
+                payload = data if form is None else form()
                 try:
                     result, _ = await self._exchange(
-                        call, method, url, path, headers, data, params, attempts
+                        call, method, url, path, headers, payload, params, attempts,
+                        streamed=streamed,
                     )
                 except AilyRateLimitError:
                     self.stats.rate_limited += 1
@@ -315,7 +350,7 @@ class Transport:
                 elif wait > 0:
                     await asyncio.sleep(wait)
 
-            return await call_with_retries(
+            result = await call_with_retries(
                 attempt,
                 call=call,
                 safety=safety,
@@ -327,6 +362,11 @@ class Transport:
                 deadline=deadline,
                 refreshable=self._credentials.refreshable,
             )
+        except BaseException as exc:
+            self.leave(task, call, exc)  # close() turns into AilyClosedError here
+            raise
+        self.leave(task, call, None)
+        return result
 
     async def _retried(self, call: str, tries: int, wait: float, exc: AilyError) -> None:
         self.stats.retries += 1
@@ -363,11 +403,12 @@ class Transport:
         url: URL,
         path: str,
         headers: dict[str, str],
-        data: bytes | None,
+        data: bytes | FormData | None,
         params: Mapping[str, str] | None,
         attempt: int,
         *,
         raw: bool = False,
+        streamed: Streamed | None = None,
     ) -> tuple[dict[str, Any], int | None]:
         """One HTTP exchange: send, decode, log, count, tell the hooks. No retries here."""
         if self._request_hooks:
@@ -382,9 +423,17 @@ class Transport:
         code: int | None = None
         error: AilyError | None = None
         try:
-            answer = await self._wire.send(call, method, url, headers, data, params)
+            if streamed is None:
+                answer = await self._wire.send(call, method, url, headers, data, params)
+            else:
+                answer = await open_stream(
+                    self._wire, call, method, url, headers, data, params, streamed.read_timeout
+                )
             status, log_id = answer.status, answer.log_id
             self.server_clock.observe(answer.date)
+            if streamed is not None and answer.events is not None:
+                streamed.events = answer.events  # an event stream: the caller reads it
+                return {}, None
             result, code = decode(call, answer, raw=raw)
             return result, code
         except AilyError as exc:

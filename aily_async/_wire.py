@@ -7,6 +7,12 @@ tests may give the client a wire of their own (``AilyClient(wire=...)``) to play
 
 :func:`decode` turns an answer into the call's ``data`` object or the matching
 :class:`AilyAPIError` (see :func:`aily_async._errors.api_error`).
+
+**Streams.** A wire may also be a :class:`StreamingWire` (``AiohttpWire`` is): its ``stream``
+hands back a ``200 text/event-stream`` answer open, its body read chunk by chunk through
+``Answer.events`` (a :class:`ByteStream`, which its reader closes); any other answer is read
+whole, as by ``send``. The method is optional: :func:`open_stream` falls back to ``send`` for
+a wire without it, and the streamed call then gets its answer in one piece.
 """
 
 from __future__ import annotations
@@ -23,21 +29,24 @@ from yarl import URL
 from ._errors import (
     AilyClosedError,
     AilyConnectionError,
+    AilyError,
     AilyResponseError,
     AilyTimeoutError,
     AilyTransportError,
     api_error,
 )
+from ._stream_body import AiohttpBody, ByteStream
 
-__all__ = ["AiohttpWire", "Answer", "Wire", "decode"]
+__all__ = ["AiohttpWire", "Answer", "StreamingWire", "Wire", "decode", "open_stream"]
 
 
 class Answer:
     """What came back: the HTTP ``status``, the body bytes, the ``X-Tt-Logid`` header, the
     ``x-ogw-ratelimit-reset`` header (seconds until the rate window resets) and the ``Date``
-    header (the server's clock)."""
+    header (the server's clock). ``events`` is the open body of an event-stream answer (then
+    ``payload`` is empty), from :meth:`StreamingWire.stream` only."""
 
-    __slots__ = ("date", "log_id", "payload", "reset", "status")
+    __slots__ = ("date", "events", "log_id", "payload", "reset", "status")
 
     def __init__(
         self,
@@ -46,12 +55,14 @@ class Answer:
         log_id: str | None = None,
         reset: str | None = None,
         date: str | None = None,
+        events: ByteStream | None = None,
     ) -> None:
         self.status = status
         self.payload = payload
         self.log_id = log_id
         self.reset = reset
         self.date = date
+        self.events = events
 
     def __repr__(self) -> str:
         return f"Answer(status={self.status}, {len(self.payload)} bytes, log_id={self.log_id!r})"
@@ -67,15 +78,55 @@ class Wire(Protocol):
         method: str,
         url: URL,
         headers: Mapping[str, str],
-        data: bytes | None,
+        data: bytes | aiohttp.FormData | None,
         params: Mapping[str, str] | None,
     ) -> Answer:
-        """Send one request; raise :class:`AilyTransportError` when no answer came."""
+        """Send one request; raise :class:`AilyTransportError` when no answer came.
+
+        ``data`` is the JSON body, or for an upload a multipart form (its ``Content-Type``,
+        with the boundary, is the form's to set); ``params`` may repeat a key (a
+        ``MultiDict``)."""
         ...
 
     async def close(self) -> None:
         """Release the connections (idempotent)."""
         ...
+
+
+@runtime_checkable
+class StreamingWire(Protocol):
+    """A wire that can hand back an answer while it streams (see the module docstring)."""
+
+    async def stream(
+        self,
+        call: str,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        data: bytes | aiohttp.FormData | None,
+        params: Mapping[str, str] | None,
+        read_timeout: float,
+    ) -> Answer:
+        """Send one request. A ``200 text/event-stream`` answer comes back open
+        (``Answer.events``, for the caller to close); any other answer is read whole. Waiting
+        more than ``read_timeout`` seconds for the answer or any later bytes is a timeout."""
+        ...
+
+
+async def open_stream(
+    wire: Wire,
+    call: str,
+    method: str,
+    url: URL,
+    headers: Mapping[str, str],
+    data: bytes | aiohttp.FormData | None,
+    params: Mapping[str, str] | None,
+    read_timeout: float,
+) -> Answer:
+    """``wire.stream(...)`` when the wire can stream, else ``wire.send(...)``."""
+    if isinstance(wire, StreamingWire):
+        return await wire.stream(call, method, url, headers, data, params, read_timeout)
+    return await wire.send(call, method, url, headers, data, params)
 
 
 # aiohttp sends a GET, PUT or DELETE again by itself when a kept-alive connection drops under
@@ -165,7 +216,7 @@ class AiohttpWire:
         method: str,
         url: URL,
         headers: Mapping[str, str],
-        data: bytes | None,
+        data: bytes | aiohttp.FormData | None,
         params: Mapping[str, str] | None,
     ) -> Answer:
         """Send one request and read its answer (capped); map aiohttp's failures."""
@@ -188,31 +239,67 @@ class AiohttpWire:
         except asyncio.CancelledError:
             raise
         except _Resend:
-            raise AilyConnectionError(
-                "the connection dropped after the request was sent (not sent again)", call=call
-            ) from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise AilyConnectionError(
-                f"TLS certificate rejected: {exc}", call=call, sent=False
-            ) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise AilyConnectionError(
-                f"could not connect to {url.origin()}: {exc.__class__.__name__}: {exc}",
-                call=call,
-                sent=False,
-            ) from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise AilyTimeoutError(
-                f"no answer within {self._timeout.total:g}s ({exc.__class__.__name__})",
-                call=call,
-            ) from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise AilyConnectionError(
-                f"connection failed mid-request: {exc.__class__.__name__}: {exc}", call=call
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise AilyTransportError(f"{exc.__class__.__name__}: {exc}", call=call) from exc
+            raise _failure(_Resend(), call, url, self._timeout.total) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _failure(exc, call, url, self._timeout.total) from exc
         finally:
+            _attempts.reset(attempts)
+
+    async def stream(
+        self,
+        call: str,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        data: bytes | aiohttp.FormData | None,
+        params: Mapping[str, str] | None,
+        read_timeout: float,
+    ) -> Answer:
+        """Send one request; a ``200 text/event-stream`` answer comes back open (its body in
+        ``Answer.events``, whose ``read`` raises after ``read_timeout`` seconds without a
+        byte), any other answer read whole (capped) as by :meth:`send`."""
+        session = self._open(call)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self._timeout.connect,
+            sock_connect=self._timeout.sock_connect,
+            sock_read=read_timeout,
+        )
+        attempts = _attempts.set([0])
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            resp = await session.request(
+                method,
+                url,
+                data=data,
+                params=params,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+            )
+            log_id = resp.headers.get("X-Tt-Logid")
+            answer = Answer(
+                resp.status,
+                b"",
+                log_id,
+                resp.headers.get("x-ogw-ratelimit-reset"),
+                resp.headers.get("Date"),
+            )
+            if resp.status == 200 and resp.content_type == "text/event-stream":
+                answer.events = AiohttpBody(resp, call, read_timeout)
+                resp = None  # the reader closes it
+            else:
+                answer.payload = await self._read(resp, call, log_id)
+            return answer
+        except asyncio.CancelledError:
+            raise
+        except _Resend:
+            raise _failure(_Resend(), call, url, read_timeout) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _failure(exc, call, url, read_timeout) from exc
+        finally:
+            if resp is not None:
+                resp.release()
             _attempts.reset(attempts)
 
     async def _read(self, resp: aiohttp.ClientResponse, call: str, log_id: str | None) -> bytes:
@@ -240,6 +327,27 @@ class AiohttpWire:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _failure(exc: BaseException, call: str, url: URL, timeout: float | None) -> AilyError:
+    """The error for an exchange that got no (whole) answer."""
+    name = exc.__class__.__name__
+    if isinstance(exc, _Resend):
+        return AilyConnectionError(
+            "the connection dropped after the request was sent (not sent again)", call=call
+        )
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return AilyConnectionError(f"TLS certificate rejected: {exc}", call=call, sent=False)
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return AilyConnectionError(
+            f"could not connect to {url.origin()}: {name}: {exc}", call=call, sent=False
+        )
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        within = f" within {timeout:g}s" if timeout is not None else ""
+        return AilyTimeoutError(f"no answer{within} ({name})", call=call)
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return AilyConnectionError(f"connection failed mid-request: {name}: {exc}", call=call)
+    return AilyTransportError(f"{name}: {exc}", call=call)
 
 
 def decode(call: str, answer: Answer, *, raw: bool = False) -> tuple[dict[str, Any], int | None]:
