@@ -21,7 +21,15 @@ Fetch = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 class Credentials:
     """Where the ``Authorization`` header comes from. Never shows a secret in its repr."""
 
-    __slots__ = ("_app_id", "_app_secret", "_expires_at", "_fixed", "_pending", "_token")
+    __slots__ = (
+        "_app_id",
+        "_app_secret",
+        "_expires_at",
+        "_fixed",
+        "_pending",
+        "_token",
+        "_waiting",
+    )
 
     def __init__(self, *, app_id: str | None, app_secret: str | None, fixed: str | None) -> None:
         self._app_id = app_id
@@ -30,6 +38,7 @@ class Credentials:
         self._token: str | None = None
         self._expires_at = 0.0  # loop time after which the token must be refreshed
         self._pending: asyncio.Task[str] | None = None  # the one fetch under way
+        self._waiting = 0  # callers awaiting it
 
     @property
     def app_id(self) -> str | None:
@@ -65,8 +74,15 @@ class Credentials:
                 self._fetch(fetch, body)
             )
             pending.add_done_callback(_observed)
-        # Shielded: a caller that gives up (cancelled, deadline) does not end the others' fetch.
-        return await asyncio.shield(pending)
+        # Shielded: a caller that gives up (cancelled, deadline) does not end the others'
+        # fetch; the last one to give up ends it, so no fetch outlives every caller.
+        self._waiting += 1
+        try:
+            return await asyncio.shield(pending)
+        finally:
+            self._waiting -= 1
+            if not self._waiting and not pending.done():
+                pending.cancel()
 
     async def _fetch(self, fetch: Fetch, body: dict[str, str]) -> str:
         answer = await fetch(body)

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+import aiohttp
+
+from ._agents import Agents
+from ._app_stats import AppStats
 from ._auth import Credentials
-from ._hooks import EventHooks, check_hooks
+from ._data_assets import DataAssets, DataAssetTags
+from ._hooks import EventHooks, Hook, check_hooks
+from ._knowledge import Knowledge
 from ._limiter import DEFAULT_LIMITS, LimiterOption, RateLimiter, limiter_set
 from ._polling import DurationStats, PollPolicy
 from ._resources import Messages, Sessions, Skills
 from ._retry import RetryPolicy, Safety
 from ._runs import Runs
-from ._transport import Stats, Transport
+from ._stats import Stats
+from ._transport import Transport
 from ._validation import biz_user_id as check_biz_user_id
 from ._wire import AiohttpWire, Wire
 from .batch import Batch
@@ -43,6 +51,20 @@ class AilyClient:
     every call together; a :class:`Limits` (or any object with ``for_call``) chooses per call;
     ``None`` turns client-side throttling off.
 
+    ``base_url``: the API host (default: the ``AILY_BASE_URL`` environment variable, else
+    :data:`FEISHU_HOST`); an argument beats the environment.
+
+    Connections: ``trust_env`` (default on) sends requests through the proxy named by
+    ``HTTP_PROXY``/``HTTPS_PROXY`` unless ``NO_PROXY`` names the host, as aiohttp reads them;
+    ``proxy`` names one outright. ``session``: your own :class:`aiohttp.ClientSession` to
+    send through (its connector, proxy settings and TLS); the client never closes it, and
+    still never follows a redirect nor lets aiohttp resend a request.
+
+    Polling (run handles): left out, the client's pollers share a budget of ``runs.get``
+    polls (:meth:`PollPolicy.shared`: each run is polled every 0.5 s while few are going, and
+    the budget is shared fairly when many are); ``poll_interval=S`` or ``poll=PollPolicy(...)``
+    choose a schedule instead (:meth:`PollPolicy.frugal` for the fewest requests).
+
     ``wire``: how requests leave (default: one pooled aiohttp session the client owns and
     closes); give your own :class:`aily_async.Wire` to play answers in tests.
     """
@@ -54,18 +76,21 @@ class AilyClient:
         *,
         tenant_access_token: str | None = None,
         user_access_token: str | None = None,
-        base_url: str = FEISHU_HOST,
+        base_url: str | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         max_connections: int = 100,
         limiter: LimiterOption = DEFAULT_LIMITS,
         retry: RetryPolicy | None = None,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = None,
         poll: PollPolicy | None = None,
         biz_user_id: str | None = None,
         event_hooks: EventHooks | None = None,
         verify_ssl: bool = True,
         max_response_size: int = 16 * 1024 * 1024,
+        trust_env: bool = True,
+        proxy: str | None = None,
+        session: aiohttp.ClientSession | None = None,
         wire: Wire | None = None,
     ) -> None:
         fixed = tenant_access_token or user_access_token
@@ -79,6 +104,8 @@ class AilyClient:
                     "no credentials: pass app_id and app_secret (or set FEISHU_APP_ID and "
                     "FEISHU_APP_SECRET), or pass tenant_access_token / user_access_token"
                 )
+        if base_url is None:
+            base_url = os.environ.get("AILY_BASE_URL") or FEISHU_HOST
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         if timeout <= 0 or connect_timeout <= 0:
@@ -92,20 +119,27 @@ class AilyClient:
             )
         if wire is not None and not isinstance(wire, Wire):
             raise TypeError(f"wire must have send() and close(), got {wire!r}")
-        self._credentials = Credentials(app_id=app_id, app_secret=app_secret, fixed=fixed)
-        self._base = base_url.rstrip("/")
-        self._transport = Transport(
-            credentials=self._credentials,
-            base_url=self._base,
-            wire=wire
-            or AiohttpWire(
+        if wire is not None and (session is not None or proxy is not None):
+            raise ValueError("session= and proxy= configure the default wire: not with wire=")
+        own_wire: AiohttpWire | None = None
+        if wire is None:
+            wire = own_wire = AiohttpWire(
                 timeout=timeout,
                 connect_timeout=connect_timeout,
                 max_connections=max_connections,
                 verify_ssl=verify_ssl,
                 max_response_size=max_response_size,
-            ),
-            owns_wire=wire is None,
+                trust_env=trust_env,
+                proxy=proxy,
+                session=session,
+            )
+        self._credentials = Credentials(app_id=app_id, app_secret=app_secret, fixed=fixed)
+        self._base = base_url.rstrip("/")
+        self._transport = Transport(
+            credentials=self._credentials,
+            base_url=self._base,
+            wire=wire,
+            owns_wire=own_wire is not None,
             limits=limiter_set(limiter),
             retry=retry or RetryPolicy(),
             biz_user_id=(
@@ -124,11 +158,21 @@ class AilyClient:
             transport,
             sessions=self.sessions,
             messages=self.messages,
-            poll=poll or PollPolicy(interval=poll_interval),
+            poll=poll or _poll_policy(poll_interval),
             durations=self.durations,
         )
         self.skills: Skills = Skills(transport)
+        self.knowledge: Knowledge = Knowledge(transport)
+        self.data_assets: DataAssets = DataAssets(transport)
+        self.data_asset_tags: DataAssetTags = DataAssetTags(transport)
+        self.app_stats: AppStats = AppStats(transport)
+        # Agent chats poll like runs; a stream may stay silent as long as a request may take.
+        self.agents: Agents = Agents(transport, poll=self.runs.poll_policy, read_timeout=timeout)
         self.batch: Batch = Batch(self)
+        if own_wire is not None:
+            # Dropped unclosed (a notebook cell run again): its connections are released
+            # when it is collected, so aiohttp has no "Unclosed client session" to report.
+            weakref.finalize(self, own_wire.abandon)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -183,6 +227,16 @@ class AilyClient:
         return self._transport.stats
 
     @property
+    def event_hooks(self) -> dict[str, list[Hook]]:
+        """The event hooks by kind (a copy): change it and assign it back to replace them,
+        as :func:`aily_async.otel.instrument` does."""
+        return {kind: list(hooks) for kind, hooks in self._transport.hooks.items()}
+
+    @event_hooks.setter
+    def event_hooks(self, hooks: EventHooks) -> None:
+        self._transport.set_hooks(check_hooks(hooks))
+
+    @property
     def wire(self) -> Wire:
         """How this client's requests leave."""
         return self._transport.wire
@@ -210,3 +264,8 @@ class AilyClient:
     def limiter_for(self, call: str) -> RateLimiter | None:
         """The limiter that ``call`` goes through (``None`` when throttling is off)."""
         return self._transport.limiter_for(call)
+
+
+def _poll_policy(interval: float | None) -> PollPolicy:
+    """The default polling: the shared budget, or a schedule from ``poll_interval``."""
+    return PollPolicy.shared() if interval is None else PollPolicy(interval=interval)

@@ -9,6 +9,9 @@ Every exception this library raises on purpose derives from :class:`AilyError`::
     │   ├── AilyConnectionError                  could not connect, or the connection dropped
     │   └── AilyTimeoutError (TimeoutError)      no answer in time
     │       ├── RunWaitTimeout                     RunHandle.wait() deadline (the run goes on)
+    │       ├── DeadlineExceeded                   a call's ``timeout=`` passed, or the limiter
+    │       │                                      cannot grant before it (failed at once)
+    │       ├── AgentChatWaitTimeout               an agent chat's wait deadline or max_wait
     │       └── LimiterTimeout                     a limiter could not grant within the timeout
     ├── AilyResponseError                      the answer was not understood (not JSON, wrong
     │                                          shape, too large, an unexpected redirect)
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from ._models import RunResult
 
 __all__ = [
+    "AgentChatWaitTimeout",
     "AilyAPIError",
     "AilyAuthError",
     "AilyClosedError",
@@ -53,6 +57,7 @@ __all__ = [
     "AilyTransportError",
     "AilyValidationError",
     "CheckpointError",
+    "DeadlineExceeded",
     "LimiterTimeout",
     "RunFailedError",
     "RunWaitTimeout",
@@ -68,6 +73,18 @@ class AilyError(Exception):
     def __init__(self, message: str, *, call: str = "") -> None:
         self.call = call
         super().__init__(f"{call}: {message}" if call else message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from the message and attributes, not by calling __init__ again (whose
+        # arguments differ from class to class): every error pickles, e.g. across processes.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[AilyError], args: tuple[object, ...], state: dict[str, Any]) -> AilyError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class AilyValidationError(AilyError, ValueError):
@@ -112,6 +129,24 @@ class RunWaitTimeout(AilyTimeoutError):
     def __init__(self, message: str, *, call: str = "", run: object = None) -> None:
         self.run = run
         super().__init__(message, call=call)
+
+
+class AgentChatWaitTimeout(AilyTimeoutError):
+    """Waiting on an :class:`AgentChatHandle` passed its deadline (the wait's ``timeout`` or
+    the handle's ``max_wait``); the chat goes on server-side.
+
+    ``chat`` is the last state seen.
+    """
+
+    def __init__(self, message: str, *, call: str = "", chat: object = None) -> None:
+        self.chat = chat
+        super().__init__(message, call=call)
+
+
+class DeadlineExceeded(AilyTimeoutError):
+    """A call's ``timeout=`` bounds everything it does (queueing for the quota, the token,
+    every attempt and every wait between them). Raised when it passed, or at once when the rate
+    limiter's schedule shows that no grant can come before it (nothing was sent then)."""
 
 
 class LimiterTimeout(AilyTimeoutError):
@@ -172,18 +207,6 @@ class AilyAPIError(AilyError):
         )
         super().__init__(" ".join(parts), call=call)
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (
-            _rebuild_api_error,
-            (type(self), self.msg, self.code, self.http_status, self.log_id, self.call),
-        )
-
-
-def _rebuild_api_error(
-    cls: type[AilyAPIError], msg: str, code: int | None, status: int, log_id: str | None, call: str
-) -> AilyAPIError:
-    return cls(msg, code=code, http_status=status, log_id=log_id, call=call)
-
 
 class AilyAuthError(AilyAPIError):
     """Authentication failed: token missing, invalid or expired, or bad app credentials."""
@@ -243,9 +266,6 @@ class RunFailedError(AilyError):
         if run.error is not None and (run.error.code or run.error.message):
             detail = f": {run.error.code or ''} {run.error.message or ''}".rstrip()
         super().__init__(f"run {run.id} ended {run.status.value}{detail}", call="batch.runs")
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (RunFailedError, (self.result,))
 
 
 # -- from an answer to its error ------------------------------------------------------------

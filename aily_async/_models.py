@@ -3,7 +3,9 @@
 All models are built by one cattrs converter (:data:`converter`, the package's own). Unknown
 fields in an answer are ignored, missing optional fields take their defaults, millisecond
 timestamps arrive as strings or ints and become :class:`Millis` (an ``int`` with a
-``.datetime`` view).
+``.datetime`` view). Numbers and booleans are read from JSON values or from strings (``"12"``,
+``"1.5"``, ``"false"``), string maps from objects (``null``: empty); :func:`nullable` lets
+``null`` stand for an absent nested object.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import cattrs
+from cattrs.errors import AttributeValidationNote, ClassValidationError
 
 __all__ = [
     "Message",
@@ -281,6 +285,112 @@ def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
     return tuple(_structure_str(item, str) for item in _structure_any_tuple(value, tuple))
 
 
+def _number_text(value: Any, kind: str) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError(f"expected {kind}, got {type(value).__name__}")
+
+
+def _structure_int(value: Any, _: type) -> int:
+    # Numbers are sent as JSON numbers or as numeric strings, depending on the call.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = _number_text(value, "an integer")
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)  # "12.0"; raises ValueError for anything else
+        if not number.is_integer():
+            raise ValueError(f"expected an integer, got {text[:40]!r}") from None
+        return int(number)
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        number = float(_number_text(value, "a number"))
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    # ``bool("false")`` is True: read the usual spellings, refuse the rest.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if value in (0, 1) and not isinstance(value, float):
+        return bool(value)
+    raise ValueError(f"expected a boolean, got {type(value).__name__}")
+
+
+def _structure_str_map(value: Any, _: type) -> dict[str, str]:
+    # A string-to-string map (e.g. a label per locale); null is empty, null values are left out.
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    return {str(k): _structure_str(v, str) for k, v in value.items() if v is not None}
+
+
+def _optional(hook: Any) -> Any:
+    def structure(value: Any, typ: type) -> Any:
+        return None if value is None or value == "" else hook(value, typ)
+
+    return structure
+
+
+def _is(expected: Any) -> Any:
+    return lambda typ: typ == expected
+
+
+def _register_nullable(conv: cattrs.Converter, cls: type) -> None:
+    hook = conv.get_structure_hook(cls)
+
+    def _nullable(value: Any, typ: type, _hook: Any = hook) -> Any:
+        if value is None or value == {}:
+            return None
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected an object, got {type(value).__name__}")
+        return _hook(value, typ)
+
+    conv.register_structure_hook(cls, _nullable)
+
+
+def wire_field(raw: Mapping[str, Any], key: str, typ: Any, owner: type) -> Any:
+    """``raw[key]`` structured as ``typ``, for hand-written hooks of ``owner`` (answers whose
+    names differ from the model's): a failure keeps the field's path (``data.key``) for
+    :func:`cattrs.transform_error`, as cattrs' own hooks do."""
+    try:
+        return converter.structure(raw.get(key), typ)
+    except Exception as exc:
+        note = AttributeValidationNote(f"Structuring {owner.__name__} @ {key}", key, typ)
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+        raise ClassValidationError(f"While structuring {owner.__name__}", [exc], owner) from None
+
+
+def empty_if_null(*list_types: Any) -> None:
+    """Let ``null`` stand for an empty list of these types (``tuple[Model, ...]``)."""
+    for typ in list_types:
+        hook = converter.get_structure_hook(typ)
+
+        def _hook(value: Any, t: Any, _hook: Any = hook) -> Any:
+            return () if value is None else _hook(value, t)
+
+        converter.register_structure_hook_func(_is(typ), _hook)
+
+
+def nullable(*classes: type) -> None:
+    """Let ``null`` (or ``{}``) stand for an absent nested object of these model classes:
+    the field holding one becomes ``None``. Call it once the classes are defined."""
+    for cls in classes:
+        _register_nullable(converter, cls)
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(Millis, _structure_millis)
@@ -298,18 +408,14 @@ def _make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_func(lambda t: t == optional_str, _opt_str)
     conv.register_structure_hook_func(lambda t: t == optional_millis, _structure_millis)
+    # Numbers and booleans as JSON values or as strings; string maps (null is empty).
+    for scalar, hook in ((int, _structure_int), (float, _structure_float), (bool, _structure_bool)):
+        conv.register_structure_hook(scalar, hook)
+        conv.register_structure_hook_func(_is(scalar | None), _optional(hook))
+    conv.register_structure_hook_func(_is(dict[str, str]), _structure_str_map)
     # ``null`` for a nested object means "absent".
     for cls in (Sender, RunError):
-        hook = conv.get_structure_hook(cls)
-
-        def _nullable(value: Any, typ: type, _hook: Any = hook) -> Any:
-            if value is None or value == {}:
-                return None
-            if not isinstance(value, Mapping):
-                raise ValueError(f"expected an object, got {type(value).__name__}")
-            return _hook(value, typ)
-
-        conv.register_structure_hook(cls, _nullable)
+        _register_nullable(conv, cls)
     return conv
 
 

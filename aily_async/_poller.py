@@ -24,7 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import AilyError, AilyRateLimitError
-from ._polling import DurationStats, PollPolicy
+from ._polling import DurationStats, PollBudget, PollPolicy
 from ._retry import may_have_landed, not_sent
 
 logger = logging.getLogger("aily_async")
@@ -56,6 +56,7 @@ class Poller(Generic[S]):
 
     __slots__ = (
         "_born",
+        "_budget",
         "_call",
         "_changed",
         "_deadlines",
@@ -90,6 +91,7 @@ class Poller(Generic[S]):
         policy: PollPolicy,
         stats: DurationStats,
         on_change: Callable[[S], None] | None = None,
+        budget: PollBudget | None = None,
     ) -> None:
         self._state = state
         self._call = call
@@ -102,6 +104,7 @@ class Poller(Generic[S]):
         self._policy = policy
         self._stats = stats
         self._on_change = on_change
+        self._budget = budget if policy.share is not None else None
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[asyncio.Future[None]] = []
         self._subscribers = 0
@@ -266,7 +269,12 @@ class Poller(Generic[S]):
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         policy = self._policy
-        gap, adaptive = policy.plan(self._stats, loop.time() - self._born)
+        budget = self._budget
+        if budget is not None:
+            budget.active += 1
+            gap, adaptive = policy.shared_gap(budget.active), False
+        else:
+            gap, adaptive = policy.plan(self._stats, loop.time() - self._born)
         first = True
         failing_since: float | None = None
         try:
@@ -300,12 +308,17 @@ class Poller(Generic[S]):
                         self.update(state)
                         if self._ended(self._state):
                             return
-                    gap = policy.next_gap(gap, loop.time() - self._born, adaptive)
+                    if budget is not None:
+                        gap = policy.shared_gap(budget.active)
+                    else:
+                        gap = policy.next_gap(gap, loop.time() - self._born, adaptive)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self._notify(exc)
         finally:
+            if budget is not None:
+                budget.active -= 1
             if self._task is asyncio.current_task():
                 self._task = None
 

@@ -1,7 +1,15 @@
-"""When to poll a run: a backoff schedule, made smarter by the run durations seen so far.
+"""When to poll a run: a budget the client's pollers share, or a frugal backoff schedule.
 
-Every poll is a request the app's quota pays for, so the schedule aims at the fewest GETs per
-run for a given delay in noticing completion:
+**Shared budget** (``PollPolicy.shared()``, the client's default): the pollers of one client
+spend ``share`` polls per second together (by default 80% of the ``runs.get`` quota of 1000
+per minute, leaving the rest to the app's own calls). Each polls every
+``max(interval, active / share)`` seconds, ``active`` being the number of pollers polling: a
+few runs are polled every ``interval`` (sub-second detection), many share the budget fairly,
+and the quota is never exceeded (the limiter enforces it anyway).
+
+**Frugal schedule** (``PollPolicy.frugal()``, or any policy without ``share``), for apps on a
+monthly call cap: every poll is a request the quota pays for, so the schedule aims at the
+fewest GETs per run for a given delay in noticing completion:
 
 * The first poll comes after ``interval``; later gaps grow by ``backoff`` up to
   ``max_interval``, each with ±``jitter`` so that many runs started together do not poll in step
@@ -27,7 +35,10 @@ from collections import deque
 
 import attrs
 
-__all__ = ["DurationStats", "PollPolicy"]
+__all__ = ["DEFAULT_POLL_SHARE", "DurationStats", "PollBudget", "PollPolicy"]
+
+#: Polls per second a client's pollers share by default: 80% of the ``runs.get`` quota.
+DEFAULT_POLL_SHARE = 0.8 * 1000 / 60
 
 
 @attrs.frozen
@@ -46,6 +57,25 @@ class PollPolicy:
     )
     min_samples: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     max_outage: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    share: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+
+    @classmethod
+    def shared(cls, share: float = DEFAULT_POLL_SHARE, interval: float = 0.5) -> PollPolicy:
+        """The shared budget: ``share`` polls per second for all the client's pollers, each
+        polling at most every ``interval`` seconds (the client's default)."""
+        return cls(interval=interval, share=share, adaptive=False)
+
+    @classmethod
+    def frugal(cls) -> PollPolicy:
+        """The frugal schedule: the fewest GETs per run, for apps on a monthly call cap."""
+        return cls()
+
+    def shared_gap(self, active: int) -> float:
+        """The gap of each of ``active`` pollers sharing the budget."""
+        assert self.share is not None
+        return max(self.interval, active / self.share)
 
     def plan(self, stats: DurationStats | None, age: float) -> tuple[float, bool]:
         """The first gap for a run ``age`` seconds old, and whether the adaptive schedule
@@ -105,3 +135,15 @@ class DurationStats:
             f"DurationStats(n={len(self)}, p20={self.quantile(0.2):.2f}s, "
             f"p50={self.quantile(0.5):.2f}s)"
         )
+
+
+class PollBudget:
+    """How many pollers of one client are polling now (what a shared budget divides by)."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = 0
+
+    def __repr__(self) -> str:
+        return f"PollBudget(active={self.active})"

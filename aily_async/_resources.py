@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import cattrs
+from multidict import MultiDict
 
 from . import _validation as v
 from ._errors import AilyResponseError, AilyValidationError
@@ -52,14 +53,17 @@ async def pages(
     path: str,
     key: str,
     cls: type[M],
-    params: dict[str, str],
+    params: Mapping[str, str],
     biz_user_id: str | None = None,
+    token_key: str = "page_token",
 ) -> AsyncIterator[M]:
-    """Walk every page of a list call, yielding models."""
+    """Walk every page of a list call, yielding models (``params`` may repeat a key: a
+    ``MultiDict``). The next page's token is read at ``token_key`` of the answer (else at
+    ``page_token``) and sent back as ``page_token``."""
     token: str | None = None
     seen: set[str] = set()
     while True:
-        query = dict(params)
+        query = MultiDict(params)
         if token:
             query["page_token"] = token
         data = await transport.request(call, "GET", path, params=query, biz_user_id=biz_user_id)
@@ -68,7 +72,7 @@ async def pages(
             raise AilyResponseError(f"data.{key} is not a list", call=call)
         for index, raw in enumerate(items):
             yield structure(call, raw, cls, f"data.{key}[{index}]")
-        token = data.get("page_token") or None
+        token = data.get(token_key) or data.get("page_token") or None
         if not data.get("has_more") or not token:
             return
         if not isinstance(token, str) or token in seen:
@@ -101,21 +105,30 @@ class Sessions(Resource):
         channel_context: str | Mapping[str, Any] | None = None,
         *,
         biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> Session:
         """Create a session. ``metadata``/``channel_context``: a dict or a JSON string."""
         call = "sessions.create"
         body = _session_body(call, metadata, channel_context)
         data = await self._transport.request(
-            call, "POST", "/sessions", body=body, safety="unsafe", biz_user_id=biz_user_id
+            call,
+            "POST",
+            "/sessions",
+            body=body,
+            safety="unsafe",
+            biz_user_id=biz_user_id,
+            timeout=timeout,
         )
         return model(call, data, "session", Session)
 
-    async def get(self, session_id: str, *, biz_user_id: str | None = None) -> Session:
+    async def get(
+        self, session_id: str, *, biz_user_id: str | None = None, timeout: float | None = None
+    ) -> Session:
         """Fetch a session."""
         call = "sessions.get"
         sid = v.session_id(call, session_id)
         data = await self._transport.request(
-            call, "GET", f"/sessions/{sid}", biz_user_id=biz_user_id
+            call, "GET", f"/sessions/{sid}", biz_user_id=biz_user_id, timeout=timeout
         )
         return model(call, data, "session", Session)
 
@@ -126,23 +139,37 @@ class Sessions(Resource):
         metadata: str | Mapping[str, Any] | None = None,
         channel_context: str | Mapping[str, Any] | None = None,
         biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> Session:
         """Update a session's ``metadata`` and/or ``channel_context``."""
         call = "sessions.update"
         sid = v.session_id(call, session_id)
         body = _session_body(call, metadata, channel_context)
         data = await self._transport.request(
-            call, "PUT", f"/sessions/{sid}", body=body, safety="unsafe", biz_user_id=biz_user_id
+            call,
+            "PUT",
+            f"/sessions/{sid}",
+            body=body,
+            safety="unsafe",
+            biz_user_id=biz_user_id,
+            timeout=timeout,
         )
         return model(call, data, "session", Session)
 
-    async def delete(self, session_id: str, *, biz_user_id: str | None = None) -> None:
+    async def delete(
+        self, session_id: str, *, biz_user_id: str | None = None, timeout: float | None = None
+    ) -> None:
         """Delete a session. Deleting is harmless to repeat, so it is retried; a retry answered
         "not found" after an attempt that may have landed counts as done."""
         call = "sessions.delete"
         sid = v.session_id(call, session_id)
         await self._transport.request(
-            call, "DELETE", f"/sessions/{sid}", biz_user_id=biz_user_id, done_if_gone=True
+            call,
+            "DELETE",
+            f"/sessions/{sid}",
+            biz_user_id=biz_user_id,
+            done_if_gone=True,
+            timeout=timeout,
         )
 
 
@@ -173,6 +200,7 @@ class Messages(Resource):
         quote_message_id: str | None = None,
         mentions: Sequence[Mapping[str, Any]] | None = None,
         biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> Message:
         """Send a message. The ``idempotent_id`` (fresh when not given) is kept across retries,
         so the service never stores the message twice."""
@@ -208,18 +236,28 @@ class Messages(Resource):
             body=body,
             safety="idempotent",
             biz_user_id=biz_user_id,
+            timeout=timeout,
         )
         return model(call, data, "message", Message)
 
     async def get(
-        self, session_id: str, message_id: str, *, biz_user_id: str | None = None
+        self,
+        session_id: str,
+        message_id: str,
+        *,
+        biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> Message:
         """Fetch one message."""
         call = "messages.get"
         sid = v.session_id(call, session_id)
         mid = v.message_id(call, message_id)
         data = await self._transport.request(
-            call, "GET", f"/sessions/{sid}/messages/{mid}", biz_user_id=biz_user_id
+            call,
+            "GET",
+            f"/sessions/{sid}/messages/{mid}",
+            biz_user_id=biz_user_id,
+            timeout=timeout,
         )
         return model(call, data, "message", Message)
 
@@ -263,6 +301,7 @@ class Skills(Resource):
         variables: str | Mapping[str, Any] | None = None,
         input: str | Mapping[str, Any] | None = None,
         biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> SkillResult:
         """Start a skill and return its result (``.output`` as sent, ``.json()`` parsed).
 
@@ -280,16 +319,24 @@ class Skills(Resource):
             body=body,
             safety="unsafe",
             biz_user_id=biz_user_id,
+            timeout=timeout,
         )
         return structure(call, data, SkillResult, "data")
 
-    async def get(self, app_id: str, skill_id: str, *, biz_user_id: str | None = None) -> Skill:
+    async def get(
+        self,
+        app_id: str,
+        skill_id: str,
+        *,
+        biz_user_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Skill:
         """Describe one skill."""
         call = "skills.get"
         aid = v.app_id(call, app_id)
         kid = v.skill_id(call, skill_id)
         data = await self._transport.request(
-            call, "GET", f"/apps/{aid}/skills/{kid}", biz_user_id=biz_user_id
+            call, "GET", f"/apps/{aid}/skills/{kid}", biz_user_id=biz_user_id, timeout=timeout
         )
         return model(call, data, "skill", Skill)
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from ._errors import RunWaitTimeout
 from ._models import Message, Run, RunResult
 from ._poller import Guard, Poller
-from ._polling import DurationStats, PollPolicy
+from ._polling import DurationStats, PollBudget, PollPolicy
 
 __all__ = ["RunCalls", "RunHandle", "TextDelta"]
 
@@ -95,6 +95,7 @@ class RunHandle:
         guard: Guard,
         policy: PollPolicy,
         stats: DurationStats,
+        budget: PollBudget | None = None,
     ) -> None:
         self._calls = calls
         self._stats = stats
@@ -112,6 +113,7 @@ class RunHandle:
             policy=policy,
             stats=stats,
             on_change=self._changed,
+            budget=budget,
         )
 
     # -- state ----------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from . import _validation as v
-from ._errors import AilyValidationError
+from ._errors import AilyError, AilyValidationError, DeadlineExceeded
 from ._models import Message, Run, RunResult, converter
-from ._polling import DurationStats, PollPolicy
+from ._polling import DurationStats, PollBudget, PollPolicy
 from ._resources import Messages, Resource, Sessions, model, pages
 from ._run_handle import RunHandle
 from ._transport import Transport
@@ -19,7 +20,7 @@ __all__ = ["Runs"]
 class Runs(Resource):
     """Runs: the app reading a session and answering it."""
 
-    __slots__ = ("_durations", "_messages", "_poll", "_sessions")
+    __slots__ = ("_budget", "_durations", "_messages", "_poll", "_sessions")
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class Runs(Resource):
         self._messages = messages
         self._poll = poll
         self._durations = durations
+        self._budget = PollBudget()  # the runs.get polls this client's pollers share
 
     @property
     def poll_policy(self) -> PollPolicy:
@@ -48,6 +50,7 @@ class Runs(Resource):
             guard=self._transport,
             policy=poll or self._poll,
             stats=self._durations,
+            budget=self._budget,
         )
 
     async def create(
@@ -61,6 +64,7 @@ class Runs(Resource):
         poll: PollPolicy | None = None,
         poll_interval: float | None = None,
         biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> RunHandle:
         """Create a run and return a :class:`RunHandle` (``await`` it for the final run).
 
@@ -103,6 +107,7 @@ class Runs(Resource):
             biz_user_id=biz_user_id,
             biz_user_id_max=64,
             recover=recover,
+            timeout=timeout,
         )
         return self._handle(model(call, data, "run", Run), poll)
 
@@ -137,13 +142,20 @@ class Runs(Resource):
                 best = run
         return best
 
-    async def get(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
+    async def get(
+        self,
+        session_id: str,
+        run_id: str,
+        *,
+        biz_user_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Run:
         """Fetch a run once."""
         call = "runs.get"
         sid = v.session_id(call, session_id)
         rid = v.run_id(call, run_id)
         data = await self._transport.request(
-            call, "GET", f"/sessions/{sid}/runs/{rid}", biz_user_id=biz_user_id
+            call, "GET", f"/sessions/{sid}/runs/{rid}", biz_user_id=biz_user_id, timeout=timeout
         )
         return model(call, data, "run", Run)
 
@@ -157,13 +169,24 @@ class Runs(Resource):
         path = f"/sessions/{sid}/runs"
         return pages(self._transport, call, path, "runs", Run, params, biz_user_id)
 
-    async def cancel(self, session_id: str, run_id: str, *, biz_user_id: str | None = None) -> Run:
+    async def cancel(
+        self,
+        session_id: str,
+        run_id: str,
+        *,
+        biz_user_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Run:
         """Ask the service to cancel a run; returns the run as the service answered."""
         call = "runs.cancel"
         sid = v.session_id(call, session_id)
         rid = v.run_id(call, run_id)
         data = await self._transport.request(
-            call, "POST", f"/sessions/{sid}/runs/{rid}/cancel", biz_user_id=biz_user_id
+            call,
+            "POST",
+            f"/sessions/{sid}/runs/{rid}/cancel",
+            biz_user_id=biz_user_id,
+            timeout=timeout,
         )
         return model(call, data, "run", Run)
 
@@ -208,11 +231,36 @@ class Runs(Resource):
         biz_user_id: str | None = None,
     ) -> RunResult:
         """The whole round trip in one await: send ``content`` (to a new session unless
-        ``session_id`` is given), create a run, wait for it, return it with its answer."""
+        ``session_id`` is given), create a run, wait for it, return it with its answer.
+
+        ``timeout`` bounds the whole round trip: each step gets what is left of it. Past it,
+        :class:`DeadlineExceeded` (a step's call) or :class:`RunWaitTimeout` (the wait: the run
+        goes on server-side).
+        """
+        call = "runs.run"
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + v.seconds(call, "timeout", timeout)
+
+        def left() -> float | None:
+            if deadline is None:
+                return None
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"the round trip's timeout of {timeout:g}s passed", call=call
+                )
+            return remaining
+
         if session_id is None:
-            session_id = (await self._sessions.create(biz_user_id=biz_user_id)).id
+            session_id = (
+                await self._sessions.create(biz_user_id=biz_user_id, timeout=left())
+            ).id
         await self._messages.create(
-            session_id, content, content_type=content_type, biz_user_id=biz_user_id
+            session_id,
+            content,
+            content_type=content_type,
+            biz_user_id=biz_user_id,
+            timeout=left(),
         )
         handle = await self.create(
             session_id,
@@ -222,5 +270,15 @@ class Runs(Resource):
             metadata=metadata,
             poll=poll,
             biz_user_id=biz_user_id,
+            timeout=left(),
         )
-        return await handle.result(timeout)
+        run = await handle.wait(left())
+        try:
+            answer = await asyncio.wait_for(handle.messages(), left())
+        except AilyError:
+            raise
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(
+                f"the round trip's timeout of {timeout:g}s passed reading the answer", call=call
+            ) from None
+        return RunResult(run, tuple(answer))

@@ -21,13 +21,13 @@ import logging
 import time
 from asyncio import current_task
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from aiohttp import FormData
 from yarl import URL
 
 from ._auth import TENANT_TOKEN_INVALID, TOKEN_CALL, TOKEN_PATH, Credentials
+from ._deadline import acquire_by, bounded
 from ._errors import (
     AilyAPIError,
     AilyAuthError,
@@ -37,8 +37,18 @@ from ._errors import (
     AilyResponseError,
     AilyValidationError,
 )
-from ._hooks import Hook, RequestEvent, ResponseEvent, RetryEvent, emit, sending
-from ._limiter import LimiterSet, RateLimiter
+from ._hooks import (
+    CallEndEvent,
+    CallStartEvent,
+    Hook,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    emit,
+    sending,
+)
+from ._inflight import InFlight, Scope
+from ._limiter import LimiterSet, QuotaFeedback, RateLimiter
 from ._retry import (
     NotSent,
     Recover,
@@ -49,64 +59,19 @@ from ._retry import (
     not_sent,
 )
 from ._server_clock import ServerClock
+from ._stats import Stats
 from ._stream_body import Streamed
 from ._validation import biz_user_id as check_biz_user_id
+from ._validation import seconds as check_seconds
 from ._wire import Wire, decode, open_stream
 
-__all__ = ["API_PREFIX", "Stats", "Transport"]
+__all__ = ["API_PREFIX", "Transport"]
 
 logger = logging.getLogger("aily_async")
 
 API_PREFIX = "/open-apis/aily/v1"
 _JSON = "application/json; charset=utf-8"
 T = TypeVar("T")
-
-
-class Stats:
-    """Request counters of one client (what the demo and benchmarks report)."""
-
-    __slots__ = ("by_call", "rate_limited", "requests", "retries")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.retries = 0
-        self.rate_limited = 0
-        self.by_call: dict[str, int] = {}
-
-    def count(self, call: str) -> None:
-        """Count one request of ``call``."""
-        self.requests += 1
-        self.by_call[call] = self.by_call.get(call, 0) + 1
-
-    def __repr__(self) -> str:
-        return (
-            f"Stats(requests={self.requests}, retries={self.retries}, "
-            f"rate_limited={self.rate_limited})"
-        )
-
-
-class Scope:
-    """``async with transport.scope(call)``: the task is tracked while inside; if the client
-    closes meanwhile, the task ends with :class:`AilyClosedError` (made by the outermost
-    scope of the task)."""
-
-    __slots__ = ("_call", "_task", "_transport")
-
-    def __init__(self, transport: Transport, call: str) -> None:
-        self._transport = transport
-        self._call = call
-        self._task: asyncio.Task[Any] | None = None
-
-    async def __aenter__(self) -> None:
-        self._task = self._transport.enter(self._call)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._transport.leave(self._task, self._call, exc)
 
 
 State = Literal["unopened", "open", "closed"]
@@ -135,15 +100,12 @@ class Transport:
         self._limits = limits
         self._retry = retry
         self._biz_user_id = biz_user_id
-        self._request_hooks = hooks.get("request", ())
-        self._response_hooks = hooks.get("response", ())
-        self._retry_hooks = hooks.get("retry", ())
+        self.set_hooks(hooks)
         self.stats = Stats()
         #: A lower bound of the server's clock, from the answers' ``Date`` headers.
         self.server_clock = ServerClock()
         self._state: State = "unopened"
-        self._inside: dict[asyncio.Task[Any], int] = {}  # task -> depth of its scopes
-        self._woken: set[asyncio.Task[Any]] = set()  # tasks close() cancelled
+        self._inflight = InFlight()
         self._reserved: dict[asyncio.Task[Any] | None, str] = {}  # see reserve()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -168,6 +130,20 @@ class Transport:
         """How requests leave."""
         return self._wire
 
+    @property
+    def hooks(self) -> dict[str, tuple[Hook, ...]]:
+        """The event hooks, by kind."""
+        return dict(self._hooks)
+
+    def set_hooks(self, hooks: Mapping[str, tuple[Hook, ...]]) -> None:
+        """Replace the event hooks (already checked: :func:`aily_async._hooks.check_hooks`)."""
+        self._hooks = dict(hooks)
+        self._call_start_hooks = hooks.get("call_start", ())
+        self._request_hooks = hooks.get("request", ())
+        self._response_hooks = hooks.get("response", ())
+        self._retry_hooks = hooks.get("retry", ())
+        self._call_end_hooks = hooks.get("call_end", ())
+
     def open(self, call: str = "") -> None:
         """Mark the transport in use; raise :class:`AilyClosedError` once it was closed."""
         if self._state == "closed":
@@ -185,37 +161,24 @@ class Transport:
         self.open(call)
         task = asyncio.current_task()
         if task is not None:
-            self._inside[task] = self._inside.get(task, 0) + 1
+            self._inflight.enter(task)
         return task
 
     def leave(self, task: asyncio.Task[Any] | None, call: str, exc: BaseException | None) -> None:
         """Stop tracking ``task``; the outermost scope turns close()'s cancellation into
         :class:`AilyClosedError`."""
-        if task is None:
-            return
-        depth = self._inside.pop(task, 1) - 1
-        if depth:
-            self._inside[task] = depth
+        if task is None or not self._inflight.leave(task):
             return
         if self._reserved:
             self._reserved.pop(task, None)  # a grant reserved and never used
-        if isinstance(exc, asyncio.CancelledError) and task in self._woken:
-            self._woken.discard(task)
-            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
-            if uncancel is not None:
-                uncancel()
-            raise AilyClosedError("the client was closed", call=call) from None
+        self._inflight.closed_error(task, call, exc)
 
     async def close(self) -> None:
         """End every call inside with :class:`AilyClosedError` and release the connections."""
         if self._state == "closed":
             return
         self._state = "closed"
-        current = asyncio.current_task()
-        for task in list(self._inside):
-            if task is not current and not task.done():
-                self._woken.add(task)
-                task.cancel()
+        self._inflight.wake_all()
         self._credentials.abort()
         if self._owns_wire:
             await self._wire.close()
@@ -261,6 +224,7 @@ class Transport:
         recover: Recover[dict[str, Any]] | None = None,
         done_if_gone: bool = False,
         deadline: float | None = None,
+        timeout: float | None = None,
         streamed: Streamed | None = None,
     ) -> dict[str, Any]:
         """Send one API call and return its ``data`` object.
@@ -273,8 +237,30 @@ class Transport:
         attempt did it (a delete), and the call succeeds with ``{}``. ``deadline`` (loop time)
         bounds every wait. With ``streamed``, an event-stream answer is not read: its open body
         is left in ``streamed.events`` (for the caller to read under :meth:`scope` and close)
-        and the call returns ``{}``.
+        and the call returns ``{}``. ``timeout`` (seconds) bounds the whole call: queueing,
+        token, attempts and waits (:class:`DeadlineExceeded`).
         """
+        if timeout is not None:
+            timeout = check_seconds(call, "timeout", timeout)
+            return await bounded(
+                call,
+                timeout,
+                self.request(
+                    call,
+                    method,
+                    path,
+                    body=body,
+                    form=form,
+                    params=params,
+                    safety=safety,
+                    biz_user_id=biz_user_id,
+                    biz_user_id_max=biz_user_id_max,
+                    recover=recover,
+                    done_if_gone=done_if_gone,
+                    deadline=asyncio.get_running_loop().time() + timeout,
+                    streamed=streamed,
+                ),
+            )
         biz = (
             check_biz_user_id(call, biz_user_id, max_len=biz_user_id_max)
             if biz_user_id is not None
@@ -296,6 +282,8 @@ class Transport:
         # Tracked while inside (a plain try, not a Scope: two coroutines less per call).
         task = self.enter(call)
         try:
+            if self._call_start_hooks:
+                await emit(self._call_start_hooks, CallStartEvent(call, method, path))
             granted = bool(self._reserved) and self._reserved.pop(task, None) == call
             if limiter is not None and not granted:
                 # The first grant is queued for here, before the retry machinery exists: a
@@ -306,13 +294,21 @@ class Transport:
                     # A failed fetch is tried again (and counted) by the first attempt.
                     with contextlib.suppress(NotSent):
                         await self._token(call)
-                await limiter.acquire()
+                if deadline is None:
+                    await limiter.acquire()
+                else:
+                    await acquire_by(call, limiter, deadline)
                 granted = True
             url = URL(self._api + path, encoded=True)
             headers = {"Content-Type": _JSON} if form is None else {}
             if biz is not None:
                 headers["X-Aily-BizUserID"] = biz
             attempts = 0
+
+            # A limiter that learns from the answers is told of each one that was not a 429.
+            # (Its acquire(first=True), for a call answered 429 to keep its place at the head of
+            # the queue, is not used yet: with it the foreign-consumer test saw one 429 more.)
+            feedback = limiter if isinstance(limiter, QuotaFeedback) else None
 
             async def attempt() -> dict[str, Any]:
                 nonlocal attempts, granted
@@ -335,13 +331,21 @@ class Transport:
                 except AilyRateLimitError:
                     self.stats.rate_limited += 1
                     raise
-                except AilyAuthError as exc:
-                    if exc.code in TENANT_TOKEN_INVALID and self._credentials.refreshable:
+                except AilyAPIError as exc:
+                    if feedback is not None:
+                        feedback.confirm()  # answered, and not 429
+                    if (
+                        isinstance(exc, AilyAuthError)
+                        and exc.code in TENANT_TOKEN_INVALID
+                        and self._credentials.refreshable
+                    ):
                         logger.info(
                             "%s: tenant token rejected (code %s), refreshing", call, exc.code
                         )
                         self._credentials.invalidate(token)
                     raise
+                if feedback is not None:
+                    feedback.confirm()
                 return result
 
             async def quota_wait(exc: AilyRateLimitError, wait: float) -> None:
@@ -363,9 +367,15 @@ class Transport:
                 refreshable=self._credentials.refreshable,
             )
         except BaseException as exc:
-            self.leave(task, call, exc)  # close() turns into AilyClosedError here
+            try:
+                if self._call_end_hooks:
+                    await emit(self._call_end_hooks, CallEndEvent(call, method, path, exc))
+            finally:
+                self.leave(task, call, exc)  # close() turns into AilyClosedError here
             raise
         self.leave(task, call, None)
+        if self._call_end_hooks:
+            await emit(self._call_end_hooks, CallEndEvent(call, method, path))
         return result
 
     async def _retried(self, call: str, tries: int, wait: float, exc: AilyError) -> None:

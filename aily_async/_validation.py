@@ -3,15 +3,18 @@
 Each check raises :class:`AilyValidationError` (a ``ValueError``) naming the call, the field and
 the rule. Ids that go into URL paths are checked against their pattern (or a safe character set
 when the API documents none); every pattern admits only unreserved URL characters, so an id
-can never become a path.
+can never become a path. Ids of the calls whose SDK gives no format at all (data assets,
+agents) are refused only when path-like and are percent-encoded (:func:`path_id`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from ._errors import AilyValidationError
 
@@ -82,6 +85,27 @@ def skill_id(call: str, value: object, field: str = "skill_id") -> str:
     return check_id(call, field, value, _SAFE_SEGMENT, 32)
 
 
+def path_id(call: str, field: str, value: object) -> str:
+    """An id the API gives no format for (a data asset's, an agent's...), percent-encoded for
+    a path: a non-empty string with no ``/``, whitespace or control character, not ``.`` or
+    ``..``. Every other character is encoded, so the id stays one path segment."""
+    if not isinstance(value, str):
+        raise AilyValidationError(field, "must be a string", call=call, got=type(value).__name__)
+    if not value:
+        raise AilyValidationError(field, "must not be empty", call=call)
+    if value in (".", ".."):
+        raise AilyValidationError(field, "must not be '.' or '..'", call=call)
+    for ch in value:
+        if ch == "/" or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+            raise AilyValidationError(
+                field,
+                "must not contain '/', whitespace or control characters",
+                call=call,
+                got=_show(value),
+            )
+    return quote(value, safe="")
+
+
 def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -144,6 +168,43 @@ def page_size(call: str, value: object) -> int:
     return value
 
 
+def text(call: str, field: str, value: object) -> str:
+    """A non-empty string, for fields whose length the API does not document."""
+    if not isinstance(value, str):
+        raise AilyValidationError(field, "must be a string", call=call, got=type(value).__name__)
+    if not value:
+        raise AilyValidationError(field, "must not be empty", call=call)
+    return value
+
+
+def text_list(call: str, field: str, value: object) -> list[str]:
+    """A list of non-empty strings, for lists whose size the API does not document."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise AilyValidationError(
+            field, "must be a list of strings", call=call, got=type(value).__name__
+        )
+    items = list(value)
+    for index, item in enumerate(items):
+        text(call, f"{field}[{index}]", item)
+    return items
+
+
+def flag(call: str, field: str, value: object) -> bool:
+    """A ``bool`` (not a truthy value of another type)."""
+    if not isinstance(value, bool):
+        raise AilyValidationError(field, "must be True or False", call=call, got=_show(value))
+    return value
+
+
+def positive_int(call: str, field: str, value: object) -> int:
+    """An ``int`` of at least 1 (a page size whose maximum the API does not document)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise AilyValidationError(
+            field, "must be an int of at least 1", call=call, got=_show(value)
+        )
+    return value
+
+
 def biz_user_id(call: str, value: object, *, max_len: int) -> str:
     """The optional ``X-Aily-BizUserID`` header value."""
     check_str(call, "biz_user_id", value, max_len=max_len, required=False)
@@ -151,3 +212,17 @@ def biz_user_id(call: str, value: object, *, max_len: int) -> str:
     if any(ch in value for ch in "\r\n\x00"):
         raise AilyValidationError("biz_user_id", "must not contain line breaks", call=call)
     return value
+
+
+def seconds(call: str, field: str, value: object) -> float:
+    """A positive, finite number of seconds (a ``timeout``)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or value == float("inf")
+    ):
+        raise AilyValidationError(
+            field, "must be a number of seconds > 0", call=call, got=_show(value)
+        )
+    return float(value)

@@ -27,7 +27,6 @@ import aiohttp
 from yarl import URL
 
 from ._errors import (
-    AilyClosedError,
     AilyConnectionError,
     AilyError,
     AilyResponseError,
@@ -35,6 +34,7 @@ from ._errors import (
     AilyTransportError,
     api_error,
 )
+from ._pool import Pool
 from ._stream_body import AiohttpBody, ByteStream
 
 __all__ = ["AiohttpWire", "Answer", "StreamingWire", "Wire", "decode", "open_stream"]
@@ -156,12 +156,13 @@ async def _send_once(
 
 class AiohttpWire:
     """A :class:`Wire` over one pooled :class:`aiohttp.ClientSession`, created on first use
-    inside the running loop. Redirects are never followed (the token must not leave the API
+    inside the running loop (or the caller's ``session``; the proxy and how the session ends:
+    :mod:`aily_async._pool`). Redirects are never followed (the token must not leave the API
     host), an answer larger than ``max_response_size`` (decoded) is refused, and a request is
     never sent twice behind the caller's back (aiohttp's own resend on a dropped kept-alive
     connection is refused and reported as a drop after sending)."""
 
-    __slots__ = ("_closed", "_max_connections", "_max_size", "_session", "_timeout", "_verify")
+    __slots__ = ("_max_size", "_pool", "_timeout")
 
     def __init__(
         self,
@@ -171,44 +172,38 @@ class AiohttpWire:
         max_connections: int,
         verify_ssl: bool,
         max_response_size: int,
+        trust_env: bool = True,
+        proxy: str | URL | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, connect=connect_timeout, sock_connect=connect_timeout
         )
-        self._max_connections = max_connections
-        self._verify = verify_ssl
         self._max_size = max_response_size
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-
-    def _open(self, call: str) -> aiohttp.ClientSession:
-        if self._closed:
-            raise AilyClosedError("the client is closed", call=call)
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, ssl=bool(self._verify), enable_cleanup_closed=False
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                json_serialize=json.dumps,
-                raise_for_status=False,
-                auto_decompress=True,
-                middlewares=(_send_once,),
-            )
-        return self._session
+        # The session (own or the caller's), its proxy and how it ends: see _pool.
+        self._pool = Pool(
+            timeout=self._timeout,
+            max_connections=max_connections,
+            verify_ssl=verify_ssl,
+            middlewares=(_send_once,),
+            trust_env=trust_env,
+            proxy=proxy,
+            session=session,
+        )
 
     @property
     def pool(self) -> aiohttp.BaseConnector | None:
         """The connection pool (``None`` before the first request or after closing)."""
-        return self._session.connector if self._session is not None else None
+        return self._pool.connector
 
     async def close(self) -> None:
-        """Close the session and its connections (idempotent)."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        """Close the session and its connections (idempotent); a session given by the caller
+        is left open."""
+        await self._pool.close()
+
+    def abandon(self) -> None:
+        """Release the connections at once, synchronously: the client was dropped unclosed."""
+        self._pool.abandon()
 
     async def send(
         self,
@@ -220,11 +215,18 @@ class AiohttpWire:
         params: Mapping[str, str] | None,
     ) -> Answer:
         """Send one request and read its answer (capped); map aiohttp's failures."""
-        session = self._open(call)
+        session = self._pool.open(call)
+        options = self._pool.options(url)
         attempts = _attempts.set([0])
         try:
             async with session.request(
-                method, url, data=data, params=params, headers=headers, allow_redirects=False
+                method,
+                url,
+                data=data,
+                params=params,
+                headers=headers,
+                allow_redirects=False,
+                **options,
             ) as resp:
                 log_id = resp.headers.get("X-Tt-Logid")
                 payload = await self._read(resp, call, log_id)
@@ -258,7 +260,8 @@ class AiohttpWire:
         """Send one request; a ``200 text/event-stream`` answer comes back open (its body in
         ``Answer.events``, whose ``read`` raises after ``read_timeout`` seconds without a
         byte), any other answer read whole (capped) as by :meth:`send`."""
-        session = self._open(call)
+        session = self._pool.open(call)
+        options = self._pool.options(url)
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self._timeout.connect,
@@ -275,7 +278,7 @@ class AiohttpWire:
                 params=params,
                 headers=headers,
                 allow_redirects=False,
-                timeout=timeout,
+                **{**options, "timeout": timeout},
             )
             log_id = resp.headers.get("X-Tt-Logid")
             answer = Answer(

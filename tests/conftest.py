@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # for ``from _vloop import ...``
 
 from aily_async import AilyClient, RetryPolicy
 from aily_async.testing import FakeAily
+
+# Every test talks to servers on 127.0.0.1: a proxy the machine names (clients honour
+# HTTP(S)_PROXY by default) must not carry it. tests/test_proxy.py sets its own.
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_name, None)
 
 APP_ID = "spring_449d72db2f__c"
 

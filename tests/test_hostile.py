@@ -405,6 +405,14 @@ OPERATIONS: dict[str, Callable[[AilyClient], Awaitable[Any]]] = {
     "skills.start": lambda c: c.skills.start(APP, "skill_echo", input={"q": 1}),
     "skills.get": lambda c: c.skills.get(APP, "skill_echo"),
     "skills.list": lambda c: _drain(c.skills.list(APP)),
+    "knowledge.ask": lambda c: c.knowledge.ask(APP, "hello"),
+    "data_assets.upload_file": lambda c: c.data_assets.upload_file(APP, b"x", filename="a.txt"),
+    "data_assets.create": lambda c: c.data_assets.create(APP, connect_type="c", source_type="s"),
+    "data_assets.get": lambda c: c.data_assets.get(APP, "asset_1", with_items=True),
+    "data_assets.list": lambda c: _drain(c.data_assets.list(APP, data_asset_ids=["a", "b"])),
+    "data_assets.delete": lambda c: c.data_assets.delete(APP, "asset_1"),
+    "data_asset_tags.list": lambda c: _drain(c.data_asset_tags.list(APP)),
+    "app_stats.list": lambda c: _drain(c.app_stats.list(start_at="1", end_at="2")),
 }
 
 

@@ -1,8 +1,9 @@
-"""TokenBucket and Limits: the window guarantee, utilisation, FIFO, cancellation, timeouts, pause.
+"""TokenBucket and Limits: the window guarantee, the burst, FIFO, cancellation, timeouts, pause.
 
 Everything runs on an I/O-free virtual-time loop (``run_pure``): the clock jumps to the next
 timer whenever the loop is idle, so minutes of limiter time take milliseconds, and the grant
-times recorded are exactly the ones the loop's clock (the bucket's clock) saw.
+times recorded are exactly the ones the loop's clock (the bucket's clock) saw. What the bucket
+learns from a server (429s, a foreign consumer, a restart) is in ``tests/test_quota.py``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from hypothesis import strategies as st
 from aily_async import (
     DOCUMENTED_QUOTAS,
     AilyTimeoutError,
+    LimiterState,
     LimiterTimeout,
     Limits,
+    QuotaFeedback,
     RateLimiter,
     TokenBucket,
 )
@@ -39,7 +42,7 @@ def run_pure(coro: Coroutine[Any, Any, T]) -> T:
     return run_virtual(coro, start=0.0, grace=0.0)
 
 
-# -- scenarios: who arrives when, who gives up, who pauses the bucket --------------------------
+# -- scenarios: who arrives when, who gives up, who answers, who pauses the bucket -------------
 
 EPS = 1e-6
 
@@ -49,6 +52,7 @@ class Req:
     at: float
     cancel_after: float | None = None
     timeout: float | None = None
+    answer_after: float | None = None  # confirm() this long after the grant (None: never)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ async def drive(bucket: TokenBucket, reqs: Sequence[Req], pauses: Sequence[Pause
             out.cancelled.add(i)
             raise
         out.granted[i] = loop.time() - start
+        if req.answer_after is not None:
+            loop.call_later(req.answer_after, bucket.confirm)
 
     events: list[tuple[float, int, int]] = [(r.at, 0, i) for i, r in enumerate(reqs)]
     events += [(p.at, 1, i) for i, p in enumerate(pauses)]
@@ -115,22 +121,41 @@ def max_in_window(times: Sequence[float], length: float) -> int:
     return max((bisect.bisect_left(times, t + length) - i for i, t in enumerate(times)), default=0)
 
 
-def effective_margin(per: float, margin: float | None) -> float:
-    return min(1.0, 0.02 * per) if margin is None else margin
+def margin_of(per: float, margin: float | None) -> float:
+    return min(1.0, max(0.02 * per, min(0.1, 0.1 * per))) if margin is None else margin
 
 
 @st.composite
 def buckets(draw: st.DrawFn, *, max_rate: int = 30) -> dict[str, Any]:
+    """Constructor arguments of a window bucket (ramp or not, maybe two windows) or a paced one."""
     rate = draw(st.integers(1, max_rate))
     per = draw(st.floats(0.05, 90.0))
-    burst = draw(st.none() | st.integers(1, rate))
     margin = draw(st.none() | st.floats(0.0, per / 2))
-    return {"rate": rate, "per": per, "burst": burst, "margin": margin}
+    params: dict[str, Any] = {"rate": rate, "per": per, "margin": margin}
+    kind = draw(st.sampled_from(["window", "ramp", "two windows", "paced"]))
+    if kind == "paced":
+        params["burst"] = draw(st.none() | st.integers(1, rate))
+        params["paced"] = True
+    else:
+        params["ramp"] = kind != "window"
+        params["confirm_after"] = draw(st.floats(0.01, 2 * per))
+        if kind == "two windows":
+            params["also"] = [(draw(st.integers(1, rate)), draw(st.floats(0.02, per)))]
+    return params
+
+
+def windows_of(params: dict[str, Any]) -> list[tuple[int, float]]:
+    """Every ``(rate, per + margin)`` a bucket made from ``params`` must keep."""
+    return [
+        (rate, per + margin_of(per, params["margin"]))
+        for rate, per in [(params["rate"], params["per"]), *params.get("also", [])]
+    ]
 
 
 @st.composite
 def arrivals(draw: st.DrawFn, per: float, rate: int) -> list[Req]:
-    """Groups of requests: bursts at one instant, spread ones, sparse ones; some give up."""
+    """Groups of requests: bursts at one instant, spread ones, sparse ones; some give up, some
+    are answered (confirmed) after a while."""
     reqs: list[Req] = []
     t = 0.0
     for _ in range(draw(st.integers(1, 6))):
@@ -138,9 +163,11 @@ def arrivals(draw: st.DrawFn, per: float, rate: int) -> list[Req]:
         size = draw(st.integers(1, min(40, 2 * rate + 3)))
         spread = draw(st.sampled_from([0.0, per]) | st.floats(0.0, 2 * per))
         for k in range(size):
-            kind = draw(st.sampled_from(["plain", "plain", "plain", "cancel", "timeout"]))
+            kind = draw(st.sampled_from(["plain", "plain", "answered", "cancel", "timeout"]))
             req = Req(at=t + spread * k / size)
-            if kind == "cancel":
+            if kind == "answered":
+                req = replace(req, answer_after=draw(st.floats(0.0, per / 4)))
+            elif kind == "cancel":
                 req = replace(req, cancel_after=draw(st.floats(0.0, 2 * per)))
             elif kind == "timeout":
                 req = replace(req, timeout=draw(st.floats(0.0, 2 * per)))
@@ -148,14 +175,19 @@ def arrivals(draw: st.DrawFn, per: float, rate: int) -> list[Req]:
     return reqs
 
 
+Scenario = tuple[dict[str, Any], list[Req], list[Pause]]
+
+
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], list[Req], list[Pause]]:
+def scenarios(draw: st.DrawFn, *, max_pauses: int = 2) -> Scenario:
     params = draw(buckets())
     per, rate = params["per"], params["rate"]
     reqs = draw(arrivals(per, rate))
     horizon = max(r.at for r in reqs) + per
     pauses = draw(
-        st.lists(st.builds(Pause, st.floats(0.0, horizon), st.floats(0.0, per)), max_size=2)
+        st.lists(
+            st.builds(Pause, st.floats(0.0, horizon), st.floats(0.0, per)), max_size=max_pauses
+        )
     )
     return params, reqs, pauses
 
@@ -164,29 +196,34 @@ def scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], list[Req], list[Pause]]:
 
 
 @PROPERTY
+@given(scenarios(max_pauses=0))
+def test_never_more_than_rate_in_any_window(scenario: Scenario) -> None:
+    """Under any arrival pattern (bursts, spread, cancellations, timeouts, answers, a ramp, two
+    windows, the paced rule) no half-open window of ``per + margin`` seconds (so none of
+    ``per``) holds more than ``rate`` grants, from the first grant on."""
+    params, reqs, _ = scenario
+    times = run_pure(drive(TokenBucket(**params), reqs)).times()
+    for rate, span in windows_of(params):
+        assert max_in_window(times, span) <= rate
+
+
+@PROPERTY
 @given(scenarios())
-def test_never_more_than_rate_in_any_window(
-    scenario: tuple[dict[str, Any], list[Req], list[Pause]],
-) -> None:
-    """Under any arrival pattern (bursts, spread, cancellations, timeouts, pauses) no half-open
-    window of ``per`` (or ``per + margin``) seconds holds more than ``rate`` grants, from the
-    first grant on."""
+def test_a_429_takes_back_one_grant_and_pauses_everyone(scenario: Scenario) -> None:
+    """With 429s (``pause``) mixed in, each one gives back at most the one grant it refused:
+    no window holds more than ``rate`` plus the number of pauses, and nothing is granted while
+    the bucket is paused."""
     params, reqs, pauses = scenario
-    out = run_pure(drive(TokenBucket(**params), reqs, pauses))
-    rate, per = params["rate"], params["per"]
-    margin = effective_margin(per, params["margin"])
-    times = out.times()
-    assert max_in_window(times, per) <= rate
-    assert max_in_window(times, per + margin) <= rate
-    for pause in pauses:  # nothing is granted while the bucket is paused
+    times = run_pure(drive(TokenBucket(**params), reqs, pauses)).times()
+    for rate, span in windows_of(params):
+        assert max_in_window(times, span) <= rate + len(pauses)
+    for pause in pauses:
         assert not [t for t in times if pause.at + EPS < t < pause.at + pause.seconds - EPS]
 
 
 @PROPERTY
 @given(scenarios())
-def test_grants_follow_arrival_order(
-    scenario: tuple[dict[str, Any], list[Req], list[Pause]],
-) -> None:
+def test_grants_follow_arrival_order(scenario: Scenario) -> None:
     """Waiters are served first come, first served: grant times never decrease in the order
     the requests called ``acquire``."""
     params, reqs, pauses = scenario
@@ -197,9 +234,7 @@ def test_grants_follow_arrival_order(
 
 @PROPERTY
 @given(scenarios())
-def test_cancelled_and_timed_out_waiters_consume_nothing(
-    scenario: tuple[dict[str, Any], list[Req], list[Pause]],
-) -> None:
+def test_cancelled_and_timed_out_waiters_consume_nothing(scenario: Scenario) -> None:
     """Waiters that are cancelled or time out neither consume a grant nor delay anyone: the
     others get exactly the grant times they get when those never came."""
     params, reqs, pauses = scenario
@@ -209,16 +244,15 @@ def test_cancelled_and_timed_out_waiters_consume_nothing(
     assert len(gave_up) + len(out.granted) == len(reqs)
     kept = [i for i in range(len(reqs)) if i not in gave_up]
     # The survivors were granted before any cancel/timeout of theirs: replay them plainly.
-    alone = run_pure(drive(TokenBucket(**params), [Req(at=reqs[i].at) for i in kept], pauses))
+    plain = [Req(at=reqs[i].at, answer_after=reqs[i].answer_after) for i in kept]
+    alone = run_pure(drive(TokenBucket(**params), plain, pauses))
     for j, i in enumerate(kept):
         assert alone.granted[j] == pytest.approx(out.granted[i], abs=EPS)
 
 
 @PROPERTY
 @given(scenarios())
-def test_timeouts_raise_limiter_timeout_on_time(
-    scenario: tuple[dict[str, Any], list[Req], list[Pause]],
-) -> None:
+def test_timeouts_raise_limiter_timeout_on_time(scenario: Scenario) -> None:
     """``acquire(timeout)`` that is not granted in time raises :class:`LimiterTimeout`, a
     ``TimeoutError``, exactly ``timeout`` seconds after it was called."""
     params, reqs, pauses = scenario
@@ -232,122 +266,43 @@ def test_timeouts_raise_limiter_timeout_on_time(
         assert out.timed_out_at[i] == pytest.approx(reqs[i].at + timeout, abs=EPS)
 
 
-# -- utilisation under saturation ---------------------------------------------------------------
+# -- the burst: a full bucket, then the window's pace ----------------------------------------
 
 
-async def saturate(bucket: RateLimiter, seconds: float, consumers: int = 3) -> list[float]:
-    """Grant times when ``consumers`` tasks acquire back to back for ``seconds``."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    times: list[float] = []
+@settings(max_examples=40, deadline=None)
+@given(rate=st.integers(1, 60), per=st.floats(0.1, 120.0), k=st.integers(1, 250))
+def test_k_calls_take_the_physical_limit(rate: int, per: float, k: int) -> None:
+    """A bucket whose window is known empty (``ramp=False``) grants ``K`` calls made at once in
+    rounds of ``rate``, one span apart: the first ``rate`` at t=0 and the last at
+    ``ceil(K/rate - 1) * (per + margin)``, the least a strict window allows (plus a
+    microsecond per round, against float rounding)."""
+    span = per + margin_of(per, None) + 1e-6
 
-    async def consumer() -> None:
-        while True:
-            await bucket.acquire()
-            now = loop.time() - start
-            if now >= seconds:
-                return
-            times.append(now)
-
-    await asyncio.gather(*(consumer() for _ in range(consumers)))
-    return times
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    rate=st.integers(1, 250),
-    per=st.floats(0.1, 120.0),
-    consumers=st.integers(1, 6),
-)
-def test_saturation_uses_at_least_95_percent(rate: int, per: float, consumers: int) -> None:
-    """Saturated with the default burst and margin, the bucket grants at least 95% of ``rate``
-    per ``per`` over a long run, and never more than ``rate`` in a window."""
-    windows = 10
-    times = run_pure(saturate(TokenBucket(rate, per), windows * per, consumers))
-    assert len(times) >= 0.95 * rate * windows
-    assert max_in_window(times, per) <= rate
-
-
-def test_documented_quotas_saturated_for_ten_minutes() -> None:
-    """The documented 100/min bucket grants >= 95% of its quota over ten saturated minutes, and
-    no minute (even the first) holds more than 100 grants."""
-    rate, per = DOCUMENTED_QUOTAS["skills.start"]
-    times = run_pure(saturate(TokenBucket(rate, per), 600.0, consumers=50))
-    assert len(times) >= 0.95 * rate * 10
-    assert max_in_window(times, per) <= rate
-    assert max_in_window(times, per + 1.0) <= rate
-    assert len([t for t in times if t < per]) <= rate
-
-
-# -- Limits: the client's per-call default ------------------------------------------------------
-
-
-@settings(max_examples=25, deadline=None)
-@given(data=st.data())
-def test_default_limits_keep_both_quotas_of_other_calls(data: st.DataObject) -> None:
-    """The default bucket of an "other" call keeps both documented quotas, 1000 per minute and
-    50 per second, under random arrival patterns."""
-    reqs = data.draw(arrivals(60.0, 1000))
-    bucket = Limits().for_call("runs.get")
-    assert isinstance(bucket, TokenBucket)
-    times = run_pure(drive(bucket, reqs)).times()
-    assert max_in_window(times, 60.0) <= 1000
-    assert max_in_window(times, 1.0) <= 50
-
-
-def test_default_limits_saturated_keep_both_quotas_and_use_95_percent() -> None:
-    """Saturated for three minutes, the default "other" bucket stays within 1000/60s and 50/1s
-    (with room for jitter) while using >= 95% of 1000 per minute."""
-    times = run_pure(saturate(Limits().for_call("messages.list"), 180.0, consumers=60))
-    assert max_in_window(times, 60.0) <= 1000
-    assert max_in_window(times, 60.0 + 1.0) <= 1000
-    assert max_in_window(times, 1.0) <= 50
-    assert max_in_window(times, 1.5) <= 50  # 0.5 s of network spread is still safe
-    assert len(times) >= 0.95 * 1000 * 3
-
-
-def test_limits_are_per_call_and_sized_to_the_documented_quotas() -> None:
-    """``Limits`` gives each call its own bucket: 100/min for runs.create and skills.start,
-    1000/min for the others; ``quotas`` overrides one call."""
-    limits = Limits()
-    create, start, get = (limits.for_call(c) for c in ("runs.create", "skills.start", "runs.get"))
-    assert isinstance(create, TokenBucket)
-    assert isinstance(start, TokenBucket)
-    assert isinstance(get, TokenBucket)
-    assert (create.rate, create.per) == (100, 60.0)
-    assert (start.rate, start.per) == (100, 60.0)
-    assert (get.rate, get.per) == (1000, 60.0)
-    assert len({id(create), id(start), id(get), id(limits.for_call("messages.list"))}) == 4
-    assert limits.for_call("runs.get") is get
-    custom = Limits({"runs.get": (5, 1.0)}).for_call("runs.get")
-    assert isinstance(custom, TokenBucket)
-    assert (custom.rate, custom.per) == (5, 1.0)
-
-
-def test_saturating_one_call_does_not_slow_another() -> None:
-    """A saturated ``skills.start`` bucket leaves ``runs.get`` grants immediate."""
-
-    async def main() -> float:
-        limits = Limits()
+    async def main() -> list[float]:
+        bucket = TokenBucket(rate, per, ramp=False)
         loop = asyncio.get_running_loop()
-        hog = loop.create_task(saturate(limits.for_call("skills.start"), 120.0))
-        await asyncio.sleep(30.0)
-        before = loop.time()
-        for _ in range(10):
-            await limits.for_call("runs.get").acquire()
-        waited = loop.time() - before
-        await hog
-        return waited
+        times: list[float] = []
 
-    assert run_pure(main()) == 0.0
+        async def one() -> None:
+            await bucket.acquire()
+            times.append(loop.time())
 
+        await asyncio.gather(*(one() for _ in range(k)))
+        return times
 
-# -- deterministic unit behaviour ---------------------------------------------------------------
+    times = run_pure(main())
+    rounds = math.ceil(k / rate)
+    assert times[: min(k, rate)] == [0.0] * min(k, rate)
+    for n in range(rounds):
+        assert times[n * rate : (n + 1) * rate] == pytest.approx(
+            [n * span] * len(times[n * rate : (n + 1) * rate]), abs=1e-7
+        )
+    assert times[-1] == pytest.approx(math.ceil(k / rate - 1) * span, abs=1e-7)
 
 
 def test_uncontended_acquire_never_suspends() -> None:
-    """An uncontended ``acquire`` completes without a single task switch, for the whole burst
-    and again after an idle spell; the first one over the burst does suspend."""
+    """An uncontended ``acquire`` of a full bucket completes without a single task switch, for
+    the whole quota and again once the tokens are back; the first one over the quota suspends."""
 
     def completes_at_once(coro: Coroutine[Any, Any, None]) -> bool:
         try:
@@ -358,11 +313,11 @@ def test_uncontended_acquire_never_suspends() -> None:
         return False
 
     async def main() -> None:
-        bucket = TokenBucket(100, 60.0, burst=5)
+        bucket = TokenBucket(5, 60.0, ramp=False)
         for _ in range(5):
             assert completes_at_once(bucket.acquire())
         assert not completes_at_once(bucket.acquire())
-        await asyncio.sleep(120.0)
+        await asyncio.sleep(61.5)
         for _ in range(5):
             assert completes_at_once(bucket.acquire(timeout=1.0))
         assert bucket.waiting == 0
@@ -371,9 +326,10 @@ def test_uncontended_acquire_never_suspends() -> None:
 
 
 def test_fake_clock_drives_the_fast_path() -> None:
-    """With ``clock=`` the bucket reads that clock: grants come back once it has advanced."""
+    """With ``clock=`` the bucket reads that clock: a token is back ``per + margin`` after it
+    was spent."""
     now = [0.0]
-    bucket = TokenBucket(2, 1.0, burst=1, margin=0.0, clock=lambda: now[0])
+    bucket = TokenBucket(2, 1.0, margin=0.0, ramp=False, clock=lambda: now[0])
 
     def completes_at_once() -> bool:
         coro = bucket.acquire()
@@ -388,25 +344,150 @@ def test_fake_clock_drives_the_fast_path() -> None:
         return False
 
     assert completes_at_once()
-    assert not completes_at_once()
-    now[0] = 0.49
-    assert not completes_at_once()
-    now[0] = 0.51
+    now[0] = 0.5
     assert completes_at_once()
-    assert bucket.next_grant_in() == pytest.approx(0.5, abs=1e-6)
+    assert not completes_at_once()
+    assert bucket.next_grant_in() == pytest.approx(0.5, abs=1e-5)
+    now[0] = 0.99
+    assert not completes_at_once()
+    now[0] = 1.01
+    assert completes_at_once()
+    assert not completes_at_once()
 
 
-def test_bucket_starts_with_a_small_burst_not_a_full_window() -> None:
-    """A fresh bucket lets only its burst through at once, then paces at ``interval``."""
+def test_saturated_bucket_uses_the_whole_window() -> None:
+    """Saturated for ten minutes, the documented 100/min bucket grants 100 calls per 61 s (a
+    98% share of the quota), and no minute, the first included, holds more than 100."""
+    rate, per = DOCUMENTED_QUOTAS["skills.start"]
+    times = run_pure(saturate(TokenBucket(rate, per, ramp=False), 600.0, consumers=50))
+    assert len(times) >= 0.98 * rate * 600 / 61 - rate
+    assert max_in_window(times, per) <= rate
+    assert max_in_window(times, per + 1.0) <= rate
+    assert len([t for t in times if t < per]) == rate
+
+
+# -- the ramp: a window whose history is unknown ------------------------------------------------
+
+
+async def answered_batch(bucket: TokenBucket, k: int, rtt: float) -> list[float]:
+    """Grant times of ``k`` calls made at once, each answered (confirmed) ``rtt`` after its
+    grant."""
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        times.append(loop.time())
+        await asyncio.sleep(rtt)
+        bucket.confirm()
+
+    await asyncio.gather(*(one() for _ in range(k)))
+    return times
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 50, 100])
+def test_the_ramp_doubles_every_round_trip(k: int) -> None:
+    """A fresh bucket (history unknown) sends 1, then 2, then 4… calls as answers confirm them:
+    ``K ≤ rate`` calls take ``floor(log2 K)`` round trips, not a window."""
+    rtt = 0.1
+    times = run_pure(answered_batch(TokenBucket(100, 60.0), k, rtt))
+    rounds = [round(t / rtt) for t in times]
+    assert rounds == sorted(rounds)
+    assert rounds[-1] == len(set(rounds)) - 1  # no round trip without grants
+    sizes = [len(list(g)) for _, g in itertools.groupby(rounds)]
+    expected = [2**n for n in range(len(sizes))]
+    expected[-1] = k - sum(expected[:-1])
+    assert sizes == expected
+    assert times[-1] == pytest.approx(math.floor(math.log2(k)) * rtt, abs=1e-6)
+
+
+def test_the_ramp_goes_on_by_silence_without_answers() -> None:
+    """Without ``confirm()`` a grant counts as confirmed ``confirm_after`` seconds after it was
+    made; one window after the first grant the history is known and the ramp is over."""
+
+    async def main() -> tuple[list[float], str, str]:
+        bucket = TokenBucket(100, 60.0, confirm_after=1.0)
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def one() -> None:
+            await bucket.acquire()
+            times.append(loop.time())
+
+        await asyncio.gather(*(one() for _ in range(100)))
+        during = repr(bucket)
+        await asyncio.sleep(55.1)
+        return times, during, repr(bucket)
+
+    times, during, after = run_pure(main())
+    assert [len(list(g)) for _, g in itertools.groupby(times)] == [1, 2, 4, 8, 16, 32, 37]
+    assert times[-1] == pytest.approx(6.0)
+    assert "ramp 63/100" in during
+    assert "ramp" not in after
+
+
+def test_the_ramp_ends_one_window_after_the_first_grant() -> None:
+    """Whatever the answers, ``per + margin`` seconds after its first grant a fresh bucket
+    grants its whole quota at once."""
 
     async def main() -> list[float]:
-        bucket = TokenBucket(100, 60.0)
-        assert bucket.burst == 2
-        return await saturate(bucket, 3.0, consumers=10)
+        bucket = TokenBucket(10, 1.0, confirm_after=5.0)
+        loop = asyncio.get_running_loop()
+        await bucket.acquire()
+        await asyncio.sleep(1.5)
+        times = []
+        for _ in range(9):
+            await bucket.acquire()
+            times.append(loop.time())
+        return times
 
-    times = run_pure(main())
-    assert times[:2] == [0.0, 0.0]
-    assert times[2] == pytest.approx(61.0 / 99, rel=1e-6)
+    assert run_pure(main()) == [1.5] * 9
+
+
+# -- first=True: a call answered 429 keeps its turn ---------------------------------------------
+
+
+def test_first_waiters_go_ahead_of_the_queue_in_their_own_order() -> None:
+    """``acquire(first=True)`` queues ahead of every plain waiter and behind earlier ``first``
+    ones; a cancelled ``first`` waiter frees its place."""
+
+    async def main() -> list[str]:
+        bucket = TokenBucket(1, 1.0, margin=0.0, ramp=False)
+        await bucket.acquire()
+        order: list[str] = []
+
+        async def one(name: str, first: bool) -> None:
+            await bucket.acquire(first=first)
+            order.append(name)
+
+        tasks = [asyncio.ensure_future(one(f"plain{i}", False)) for i in range(3)]
+        await asyncio.sleep(0.1)
+        tasks.append(asyncio.ensure_future(one("retry0", True)))
+        doomed = asyncio.ensure_future(one("retry1", True))
+        tasks.append(asyncio.ensure_future(one("retry2", True)))
+        await asyncio.sleep(0.1)
+        doomed.cancel()
+        await asyncio.gather(*tasks)
+        assert bucket.waiting == 0
+        return order
+
+    assert run_pure(main()) == ["retry0", "retry2", "plain0", "plain1", "plain2"]
+
+
+def test_first_acquire_on_an_idle_bucket_is_immediate() -> None:
+    """``acquire(first=True)`` with nobody waiting and a token left is granted at once."""
+
+    async def main() -> float:
+        bucket = TokenBucket(2, 1.0, ramp=False)
+        await bucket.acquire(first=True)
+        await bucket.acquire(first=True)
+        await bucket.acquire(first=True)
+        return asyncio.get_running_loop().time()
+
+    assert run_pure(main()) == pytest.approx(1.1, abs=1e-5)
+
+
+# -- deterministic unit behaviour ---------------------------------------------------------------
 
 
 def test_timeout_raises_and_the_next_waiter_is_not_delayed() -> None:
@@ -415,7 +496,7 @@ def test_timeout_raises_and_the_next_waiter_is_not_delayed() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        bucket = TokenBucket(1, 10.0, burst=1, margin=0.0)
+        bucket = TokenBucket(1, 10.0, margin=0.0, ramp=False)
         await bucket.acquire()
         behind = loop.create_task(bucket.acquire())
         with pytest.raises(LimiterTimeout):
@@ -425,20 +506,20 @@ def test_timeout_raises_and_the_next_waiter_is_not_delayed() -> None:
             await bucket.acquire(timeout=2.0)
         assert loop.time() == pytest.approx(2.0)
         await behind
-        assert loop.time() == pytest.approx(10.0, abs=1e-6)
-        # Nothing was consumed by the two timeouts: the next grant comes one interval later.
+        assert loop.time() == pytest.approx(10.0, abs=1e-5)
+        # Nothing was consumed by the two timeouts: the next token is back a window later.
         await bucket.acquire()
-        assert loop.time() == pytest.approx(20.0, abs=1e-6)
+        assert loop.time() == pytest.approx(20.0, abs=1e-5)
 
     run_pure(main())
 
 
 def test_cancelled_waiter_frees_its_place_at_once() -> None:
-    """Cancelling the head waiter lets the one behind take its slot at the same instant."""
+    """Cancelling the head waiter lets the one behind take its token at the same instant."""
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
-        bucket = TokenBucket(1, 10.0, burst=1, margin=0.0)
+        bucket = TokenBucket(1, 10.0, margin=0.0, ramp=False)
         await bucket.acquire()
         first = loop.create_task(bucket.acquire())
         second = loop.create_task(bucket.acquire())
@@ -450,29 +531,35 @@ def test_cancelled_waiter_frees_its_place_at_once() -> None:
         got.append(loop.time())
         return got
 
-    assert run_pure(main()) == pytest.approx([10.0, 20.0], abs=1e-6)
+    assert run_pure(main()) == pytest.approx([10.0, 20.0], abs=1e-5)
 
 
-def test_grant_given_back_when_cancelled_before_use() -> None:
-    """A waiter cancelled after its grant but before it could run gives the grant back."""
+@pytest.mark.parametrize("kind", ["window", "ramp", "paced"])
+def test_grant_given_back_when_cancelled_before_use(kind: str) -> None:
+    """A waiter cancelled after its grant but before it could run gives the token back."""
+    make: Callable[[], TokenBucket] = {
+        "window": lambda: TokenBucket(1, 10.0, margin=0.0, ramp=False),
+        "ramp": lambda: TokenBucket(1, 10.0, margin=0.0, confirm_after=100.0),
+        "paced": lambda: TokenBucket(1, 10.0, margin=0.0, burst=1),
+    }[kind]
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
-        bucket = TokenBucket(1, 10.0, burst=1, margin=0.0)
+        bucket = make()
         await bucket.acquire()
         coro = bucket.acquire()
         fut = coro.send(None)  # suspended on its waiter future, driven by hand
         await asyncio.wait([fut])
-        assert loop.time() == pytest.approx(10.0, abs=1e-6)
+        assert loop.time() == pytest.approx(10.0, abs=1e-5)
         with pytest.raises(asyncio.CancelledError):
             coro.throw(asyncio.CancelledError())
-        await bucket.acquire()  # takes the slot given back, at once
+        await bucket.acquire()  # takes the token given back, at once
         got = [loop.time()]
         await bucket.acquire()
         got.append(loop.time())
         return got
 
-    assert run_pure(main()) == pytest.approx([10.0, 20.0], abs=1e-6)
+    assert run_pure(main()) == pytest.approx([10.0, 20.0], abs=1e-5)
 
 
 def test_dropped_waiter_coroutine_leaves_the_queue() -> None:
@@ -481,7 +568,7 @@ def test_dropped_waiter_coroutine_leaves_the_queue() -> None:
 
     async def main() -> float:
         loop = asyncio.get_running_loop()
-        bucket = TokenBucket(2, 1.0, burst=1, margin=0.0)
+        bucket = TokenBucket(1, 1.0, margin=0.0, ramp=False)
         await bucket.acquire()
         coro = bucket.acquire()
         coro.send(None)
@@ -490,12 +577,63 @@ def test_dropped_waiter_coroutine_leaves_the_queue() -> None:
         await bucket.acquire()
         return loop.time()
 
-    assert run_pure(main()) == pytest.approx(0.5, abs=1e-6)
+    assert run_pure(main()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_pause_delays_everyone_then_resumes_paced() -> None:
-    """``pause(s)`` holds queued waiters and newcomers alike for ``s`` seconds; afterwards
-    grants resume one ``interval`` apart, without a burst."""
+def test_pause_holds_everyone_and_the_window_learns_the_share_left() -> None:
+    """``pause(s)`` (a 429) holds queued waiters and newcomers alike for ``s`` seconds, then the
+    head of the queue takes the slot the reset announced; the bucket keeps to the grants the
+    server held, and once the window is over it probes for more, one grant at a time."""
+
+    async def main() -> tuple[list[float], str]:
+        loop = asyncio.get_running_loop()
+        bucket = TokenBucket(10, 10.0, margin=0.0, ramp=False)
+        times: list[float] = []
+
+        async def one() -> None:
+            await bucket.acquire()
+            times.append(loop.time())
+
+        await asyncio.gather(*(one() for _ in range(6)))  # 6 granted at t=0, all answered
+        for _ in range(6):
+            bucket.confirm()
+        await bucket.pause(3.0)  # the server was full: someone else holds the other 4 slots
+        text = repr(bucket)
+        queued = [loop.create_task(one()) for _ in range(8)]
+        await asyncio.sleep(1.0)
+        later = [loop.create_task(one()) for _ in range(2)]
+        await asyncio.gather(*queued, *later)
+        return times, text
+
+    times, text = run_pure(main())
+    assert times[:6] == [0.0] * 6
+    assert "learnt 5/10" in text
+    # The head of the queue takes the slot the reset announced, at t=3. Of ours 5 were held (one
+    # refused): their tokens come back at t=10, with one probe; each probe confirmed (here by
+    # a second of silence) lets the next one go; at t=13 the token of t=3 is back.
+    assert times[6] == pytest.approx(3.0)
+    assert times[7:12] == pytest.approx([10.0] * 5, abs=1e-5)
+    assert times[12:] == pytest.approx([11.0, 12.0, 13.0, 13.0], abs=1e-5)
+
+
+def test_paced_bucket_keeps_its_small_burst_and_pace() -> None:
+    """``paced=True`` keeps the former rule: a burst of 2% of the rate, then one grant per
+    ``(per + margin) / (rate + 1 - burst)``."""
+
+    async def main() -> tuple[list[float], TokenBucket]:
+        bucket = TokenBucket(100, 60.0, paced=True)
+        assert (bucket.paced, bucket.burst) == (True, 2)
+        return await saturate(bucket, 3.0, consumers=10), bucket
+
+    times, bucket = run_pure(main())
+    assert times[:2] == [0.0, 0.0]
+    assert times[2] == pytest.approx(61.0 / 99, rel=1e-6)
+    assert bucket.interval == pytest.approx(61.0 / 99, rel=1e-6)
+
+
+def test_paced_pause_delays_everyone_then_resumes_paced() -> None:
+    """A paced bucket's ``pause(s)`` holds everyone for ``s`` seconds; afterwards grants resume
+    one ``interval`` apart, without a burst."""
 
     async def main() -> tuple[list[float], float]:
         loop = asyncio.get_running_loop()
@@ -520,38 +658,184 @@ def test_pause_delays_everyone_then_resumes_paced() -> None:
     assert all(b - a == pytest.approx(interval, rel=1e-6) for a, b in itertools.pairwise(rest))
 
 
-def test_shorter_or_empty_pause_changes_nothing() -> None:
-    """A pause shorter than the current wait, or of zero or negative length, changes nothing."""
+@pytest.mark.parametrize("seconds", [0.0, -5.0, math.nan])
+def test_empty_pause_holds_nobody(seconds: float) -> None:
+    """A 429 announcing a wait of zero, negative or NaN seconds pauses nobody: a paced bucket
+    grants at once, a window bucket learns the same as from ``pause(0)``."""
+
+    async def main(seconds: float) -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        paced = TokenBucket(5, 10.0, margin=0.0, burst=2)
+        await paced.acquire()
+        await paced.pause(seconds)
+        await paced.acquire()
+        at_once = loop.time()
+        window = TokenBucket(5, 10.0, margin=0.0, ramp=False)
+        for _ in range(3):
+            await window.acquire()
+        await window.pause(seconds)  # 2 of ours held: the other 3 slots are someone else's
+        await window.acquire()
+        await window.acquire()
+        return at_once, loop.time() - at_once
+
+    at_once, waited = run_pure(main(seconds))
+    assert (at_once, waited) == run_pure(main(0.0))
+    assert at_once == 0.0
+    assert waited == pytest.approx(10.0, abs=1e-5)
+
+
+def test_two_windows_hold_together() -> None:
+    """``also=[(5, 1.0)]`` adds a window: 12 calls at once on 10 per 10 s and 5 per 1 s go 5,
+    5 a second later, and the last 2 when the first window's tokens are back."""
+
+    async def main() -> list[float]:
+        bucket = TokenBucket(10, 10.0, also=[(5, 1.0)], margin=0.0, ramp=False)
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def one() -> None:
+            await bucket.acquire()
+            times.append(loop.time())
+
+        await asyncio.gather(*(one() for _ in range(12)))
+        return times
+
+    assert run_pure(main()) == pytest.approx([0.0] * 5 + [1.0] * 5 + [10.0] * 2, abs=1e-5)
+
+
+# -- Limits: the client's per-call default ------------------------------------------------------
+
+
+async def saturate(bucket: RateLimiter, seconds: float, consumers: int = 3) -> list[float]:
+    """Grant times when ``consumers`` tasks acquire back to back for ``seconds``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    times: list[float] = []
+
+    async def consumer() -> None:
+        while True:
+            await bucket.acquire()
+            now = loop.time() - start
+            if now >= seconds:
+                return
+            times.append(now)
+
+    await asyncio.gather(*(consumer() for _ in range(consumers)))
+    return times
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_default_limits_keep_both_quotas_of_other_calls(data: st.DataObject) -> None:
+    """The default bucket of an "other" call keeps both documented quotas, 1000 per minute and
+    50 per second, under random arrival patterns."""
+    reqs = data.draw(arrivals(60.0, 1000))
+    bucket = Limits().for_call("runs.get")
+    assert isinstance(bucket, TokenBucket)
+    times = run_pure(drive(bucket, reqs)).times()
+    assert max_in_window(times, 60.0) <= 1000
+    assert max_in_window(times, 1.0) <= 50
+
+
+def test_default_limits_saturated_keep_both_quotas() -> None:
+    """Saturated for three minutes, the default "other" bucket stays within 1000 per 61 s and
+    50 per 1.1 s, and uses them: 1000 calls in each minute once its ramp is over."""
+    times = run_pure(saturate(Limits().for_call("messages.list"), 183.0, consumers=60))
+    assert max_in_window(times, 61.0) <= 1000
+    assert max_in_window(times, 1.1) <= 50
+    assert len([t for t in times if 61.0 <= t < 122.0]) == 1000
+
+
+def test_limits_are_per_call_and_sized_to_the_documented_quotas() -> None:
+    """``Limits`` gives each call its own bucket: 100/min for runs.create and skills.start,
+    1000/min and 50/s for the others; ``quotas`` overrides one call, with one or more windows."""
+    limits = Limits()
+    create, start, get = (limits.for_call(c) for c in ("runs.create", "skills.start", "runs.get"))
+    assert isinstance(create, TokenBucket)
+    assert isinstance(start, TokenBucket)
+    assert isinstance(get, TokenBucket)
+    assert (create.rate, create.per) == (100, 60.0)
+    assert (start.rate, start.per) == (100, 60.0)
+    assert (get.rate, get.per) == (1000, 60.0)
+    assert get.interval == pytest.approx(61.0 / 1000, rel=1e-6)
+    assert len({id(create), id(start), id(get), id(limits.for_call("messages.list"))}) == 4
+    assert limits.for_call("runs.get") is get
+    custom = Limits({"runs.get": (5, 1.0)}).for_call("runs.get")
+    assert isinstance(custom, TokenBucket)
+    assert (custom.rate, custom.per) == (5, 1.0)
+    two = Limits({"runs.get": [(5, 1.0), (2, 0.1)]}, default=(7, 2.0))
+    assert isinstance(two.for_call("runs.get"), TokenBucket)
+    other = two.for_call("sessions.get")
+    assert isinstance(other, TokenBucket)
+    assert (other.rate, other.per) == (7, 2.0)
+
+
+def test_scaled_limits_shrink_every_window() -> None:
+    """``Limits.scaled(s)`` multiplies every window of the documented quotas (and of the ones
+    given) by ``s``: the match of a ``FakeAily(time_scale=s)``."""
+    limits = Limits.scaled(0.05, {"runs.get": [(5, 1.0), (2, 0.1)]}, default=(7, 2.0))
+    start, get, other = (limits.for_call(c) for c in ("skills.start", "runs.get", "runs.list"))
+    assert isinstance(start, TokenBucket)
+    assert isinstance(get, TokenBucket)
+    assert isinstance(other, TokenBucket)
+    assert [start.rate, get.rate, other.rate] == [100, 5, 7]
+    assert [start.per, get.per, other.per] == pytest.approx([3.0, 0.05, 0.1])
+    with pytest.raises(ValueError, match="scale"):
+        Limits.scaled(0.0)
+
+
+def test_saturating_one_call_does_not_slow_another() -> None:
+    """A saturated ``skills.start`` bucket leaves ``runs.get`` grants immediate."""
 
     async def main() -> float:
+        limits = Limits()
         loop = asyncio.get_running_loop()
-        bucket = TokenBucket(1, 10.0, burst=1, margin=0.0)
-        await bucket.acquire()
-        await bucket.pause(3.0)
-        await bucket.pause(0.0)
-        await bucket.pause(-5.0)
-        await bucket.acquire()
-        return loop.time()
+        hog = loop.create_task(saturate(limits.for_call("skills.start"), 120.0))
+        await limits.for_call("runs.get").acquire()
+        await asyncio.sleep(70.0)  # both ramps are over
+        before = loop.time()
+        for _ in range(10):
+            await limits.for_call("runs.get").acquire()
+        waited = loop.time() - before
+        await hog
+        return waited
 
-    assert run_pure(main()) == pytest.approx(10.0, abs=1e-6)
+    assert run_pure(main()) == 0.0
 
 
-def test_bucket_is_a_rate_limiter_and_validates_its_arguments() -> None:
-    """``TokenBucket`` satisfies the :class:`RateLimiter` protocol, rejects nonsense and shows
-    its state in ``repr``."""
+def test_bucket_meets_the_protocols_and_validates_its_arguments() -> None:
+    """``TokenBucket`` is a :class:`RateLimiter`, a :class:`LimiterState` and takes feedback
+    (:class:`QuotaFeedback`); it rejects nonsense and shows its state in ``repr``."""
     bucket = TokenBucket(100, 60.0, name="skills.start")
     assert isinstance(bucket, RateLimiter)
+    assert isinstance(bucket, LimiterState)
+    assert isinstance(bucket, QuotaFeedback)
     assert "skills.start" in repr(bucket)
     assert "waiting=0" in repr(bucket)
+    assert "ramp 0/100" in repr(bucket)
+    assert bucket.burst == 100
+    assert not bucket.paced
     bad: list[Callable[[], object]] = [
         lambda: TokenBucket(0),
         lambda: TokenBucket(1.5),  # type: ignore[arg-type]
+        lambda: TokenBucket(True),
         lambda: TokenBucket(10, 0.0),
         lambda: TokenBucket(10, math.inf),
+        lambda: TokenBucket(10, also=[(0, 1.0)]),
+        lambda: TokenBucket(10, also=[(5, -1.0)]),
         lambda: TokenBucket(10, burst=11),
         lambda: TokenBucket(10, burst=0),
+        lambda: TokenBucket(10, paced=True, also=[(5, 1.0)]),
         lambda: TokenBucket(10, margin=-1.0),
+        lambda: TokenBucket(10, confirm_after=0.0),
     ]
     for make in bad:
         with pytest.raises(ValueError):  # noqa: PT011
             make()
+
+
+def test_confirm_outside_a_loop_is_harmless() -> None:
+    """``confirm()`` with nothing granted, or called outside a running loop, does nothing."""
+    bucket = TokenBucket(3, 1.0)
+    bucket.confirm()
+    assert bucket.waiting == 0

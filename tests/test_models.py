@@ -53,7 +53,7 @@ def test_bad_timestamps_are_rejected(raw: object) -> None:
     with pytest.raises(cattrs.ClassValidationError) as info:
         converter.structure({"id": "run_1", "created_at": raw}, Run)
     assert cattrs.transform_error(info.value) == [
-        "invalid value for type, expected aily_async._models.Millis | None @ $.created_at"
+        "invalid value for type, expected aily_async.Millis | None @ $.created_at"
     ]
 
 

@@ -282,6 +282,111 @@ CASES: list[tuple[str, str, Call, str]] = [
         lambda c: c.skills.list(APP, page_size=0),
         "page_size",
     ),
+    # knowledge, data assets, app stats (no documented rules: types, emptiness, path safety)
+    ("ask-empty-question", "knowledge.ask", lambda c: c.knowledge.ask(APP, ""), "question"),
+    (
+        "ask-ids-not-a-list",
+        "knowledge.ask",
+        lambda c: c.knowledge.ask(APP, "q", data_asset_ids="asset_1"),
+        "data_asset_ids",
+    ),
+    (
+        "asset-create-no-source-type",
+        "data_assets.create",
+        lambda c: c.data_assets.create(APP, connect_type="direct", source_type=""),
+        "source_type",
+    ),
+    (
+        "asset-get-id-slash",
+        "data_assets.get",
+        lambda c: c.data_assets.get(APP, "a/b"),
+        "data_asset_id",
+    ),
+    (
+        "asset-delete-id-dotdot",
+        "data_assets.delete",
+        lambda c: c.data_assets.delete(APP, ".."),
+        "data_asset_id",
+    ),
+    (
+        "asset-list-flag-not-bool",
+        "data_assets.list",
+        lambda c: c.data_assets.list(APP, with_items="yes"),
+        "with_items",
+    ),
+    (
+        "asset-upload-not-a-file",
+        "data_assets.upload_file",
+        lambda c: c.data_assets.upload_file(APP, 42),
+        "file",
+    ),
+    (
+        "asset-tags-page-size-0",
+        "data_asset_tags.list",
+        lambda c: c.data_asset_tags.list(APP, page_size=0),
+        "page_size",
+    ),
+    (
+        "app-stats-empty-start",
+        "app_stats.list",
+        lambda c: c.app_stats.list(start_at="", end_at="1"),
+        "start_at",
+    ),
+    # agents: ids have no documented format, only path safety; types and presence
+    (
+        "agent-id-slash",
+        "agents.sessions.create",
+        lambda c: c.agents.sessions.create("a/b"),
+        "agent_id",
+    ),
+    (
+        "agent-session-space",
+        "agents.sessions.get",
+        lambda c: c.agents.sessions.get("a", "s 1"),
+        "session_id",
+    ),
+    (
+        "agent-sessions-page-0",
+        "agents.sessions.list",
+        lambda c: c.agents.sessions.list("a", page_size=0),
+        "page_size",
+    ),
+    (
+        "agent-session-dotdot",
+        "agents.sessions.delete",
+        lambda c: c.agents.sessions.delete("a", ".."),
+        "session_id",
+    ),
+    (
+        "agent-chat-empty-text",
+        "agents.chats.create",
+        lambda c: c.agents.chats.create("a", ""),
+        "text",
+    ),
+    (
+        "agent-chat-id-newline",
+        "agents.chats.get",
+        lambda c: c.agents.chats.get("a", "c\n1"),
+        "chat_id",
+    ),
+    (
+        "agent-artifact-not-str",
+        "agents.artifacts.get",
+        lambda c: c.agents.artifacts.get("a", 7),
+        "artifact_id",
+    ),
+    (
+        "agent-attachment-nothing",
+        "agents.attachments.create",
+        lambda c: c.agents.attachments.create("a"),
+        "file",
+    ),
+    (
+        "agent-visibility-empty",
+        "agents.check_visibility",
+        lambda c: c.agents.check_visibility("a", ""),
+        "channel_type",
+    ),
 ]
 
 

@@ -7,19 +7,37 @@ fail.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, Any
 
+import aiohttp
 from typing_extensions import assert_type
 
 from aily_async import (
+    AgentArtifact,
+    AgentChat,
+    AgentChatEvent,
+    AgentChatHandle,
+    AgentChatStream,
+    AgentSession,
     AilyAPIError,
     AilyClient,
     AilyConnectionError,
     AilyError,
     AilyRateLimitError,
     AilyValidationError,
+    AppStat,
+    CallEndEvent,
+    CallStartEvent,
+    DataAsset,
+    DataAssetFile,
+    DataAssetTag,
     EventHooks,
+    KnowledgeAnswer,
+    KnowledgeFaq,
+    KnowledgeFile,
+    KnowledgeImportSetting,
+    Limits,
     Message,
     Millis,
     RequestEvent,
@@ -32,6 +50,7 @@ from aily_async import (
     Session,
     Skill,
     SkillResult,
+    otel,
 )
 
 
@@ -50,7 +69,17 @@ def construct() -> list[AilyClient]:
             assert_type(event.log_id, str | None)
             assert_type(event.elapsed, float)
 
-    hooks: EventHooks = {"request": [on_event], "response": [on_response], "retry": [on_event]}
+    def on_call(event: CallStartEvent | CallEndEvent) -> None:
+        if isinstance(event, CallEndEvent):
+            assert_type(event.error, BaseException | None)
+
+    hooks: EventHooks = {
+        "call_start": [on_call],
+        "request": [on_event],
+        "response": [on_response],
+        "retry": [on_event],
+        "call_end": [on_call],
+    }
     return [
         AilyClient(),
         AilyClient("cli_x", "secret"),
@@ -69,7 +98,19 @@ def construct() -> list[AilyClient]:
             biz_user_id="user-1",
             event_hooks=hooks,
         ),
+        AilyClient("cli_x", "secret", trust_env=False, proxy="http://proxy.internal:3128"),
+        AilyClient("cli_x", "secret", session=aiohttp.ClientSession()),
+        AilyClient("cli_x", "secret", limiter=Limits.scaled(0.05)),
     ]
+
+
+def hooks_after_construction(client: AilyClient) -> None:
+    """``event_hooks`` reads as a dict of lists and takes a mapping back."""
+    hooks = client.event_hooks
+    assert_type(hooks, dict[str, list[Callable[[Any], Awaitable[None] | None]]])
+    client.event_hooks = {**hooks, "retry": [print]}
+    assert_type(otel.instrument(client), otel.Instrumentation)
+    otel.uninstrument(client)
 
 
 async def lifecycle() -> None:
@@ -198,3 +239,72 @@ def millis(stamp: Millis) -> None:
     """Millis is an int with a datetime view."""
     total: int = stamp + 1
     print(total, stamp.datetime.isoformat())
+
+
+async def knowledge_and_assets(client: AilyClient, file: IO[bytes]) -> None:
+    """Knowledge asks, data assets (uploads from a path, bytes or a file), tags, app stats."""
+    app = "spring_x__c"
+    answer = await client.knowledge.ask(app, "q", data_asset_ids=["a"], data_asset_tag_ids=("t",))
+    assert_type(answer, KnowledgeAnswer)
+    assert_type(answer.text, str)
+    assert_type(answer.has_answer, bool | None)
+    assert_type(answer.faq, KnowledgeFaq | None)
+    assert_type(answer.process.chunks, tuple[str, ...])
+    assert_type(await client.data_assets.upload_file(app, file), DataAssetFile)
+    info = await client.data_assets.upload_file(app, b"x", filename="a.txt", content_type="t/p")
+    assert_type(info.token, str)
+    assert_type(await client.data_assets.upload_file(app, "f.pdf"), DataAssetFile)
+    setting = KnowledgeImportSetting(file=KnowledgeFile(token=info.token))
+    asset = await client.data_assets.create(
+        app, connect_type="c", source_type="s", import_knowledge_setting=setting
+    )
+    assert_type(asset, DataAsset)
+    assert_type(asset.connect_status, str | None)
+    assert_type(asset.created_time, int | None)
+    assert_type(asset.label, dict[str, str])
+    got = await client.data_assets.get(app, asset.data_asset_id, with_connect_status=True)
+    assert_type(got, DataAsset)
+    assert_type(client.data_assets.list(app, keyword="k"), AsyncIterator[DataAsset])
+    assert_type(await client.data_assets.delete(app, asset.data_asset_id), DataAsset)
+    assert_type(client.data_asset_tags.list(app), AsyncIterator[DataAssetTag])
+    stats = client.app_stats.list(start_at="1", end_at="2", filter_type="all")
+    assert_type(stats, AsyncIterator[AppStat])
+    async for stat in stats:
+        assert_type(stat.avg_daily_run_num, float | None)
+
+
+async def agents(client: AilyClient, file: IO[bytes]) -> None:
+    """Agent sessions, chats (awaited, watched, streamed), artifacts, attachments."""
+    agent = "agent_x"
+    session = await client.agents.sessions.create(agent, name="n")
+    assert_type(session, AgentSession)
+    assert_type(session.created_at, float | None)
+    assert_type(await client.agents.sessions.get(agent, session.id), AgentSession)
+    assert_type(client.agents.sessions.list(agent), AsyncIterator[AgentSession])
+    assert_type(await client.agents.sessions.delete(agent, session.id), None)
+    attachment = await client.agents.attachments.create(agent, file=file, type="t")
+    assert_type(attachment, str)
+    handle = await client.agents.chats.create(
+        agent, "hi", session_id=session.id, attachment_ids=[attachment], max_wait=60.0
+    )
+    assert_type(handle, AgentChatHandle)
+    chat = await handle
+    assert_type(chat, AgentChat)
+    assert_type(await handle.wait(5.0), AgentChat)
+    assert_type(chat.status, str | None)
+    assert_type(chat.finish_reason, str | None)
+    assert_type(chat.text, str)
+    assert_type(chat.session_id, str | None)
+    assert_type(handle.watch(), AsyncIterator[AgentChat])
+    assert_type(handle.stream(), AsyncIterator[AgentChatEvent])
+    assert_type(await client.agents.chats.get(agent, chat.id), AgentChat)
+    stream = client.agents.chats.stream(agent, "hi", read_timeout=10.0)
+    assert_type(stream, AgentChatStream)
+    async with stream:
+        async for event in stream:
+            assert_type(event, AgentChatEvent)
+            assert_type(event.text, str)
+    assert_type(stream.handle(), AgentChatHandle)
+    artifact = await client.agents.artifacts.get(agent, chat.artifact_ids[0])
+    assert_type(artifact, AgentArtifact)
+    assert_type(await client.agents.check_visibility(agent, "feishu"), bool)

@@ -211,6 +211,9 @@ class Checkpoint:
         except OSError as exc:
             raise CheckpointError(f"cannot write checkpoint {self._path}: {exc}") from None
 
+    async def flush(self) -> None:
+        """Nothing to wait for: :meth:`write` returns once its line is durable."""
+
     def compact(self) -> None:
         """Rewrite the file with its header and the last line of each key, in input order
         (atomic)."""

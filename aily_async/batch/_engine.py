@@ -146,6 +146,7 @@ class BatchRun(Generic[T]):
         self._skipped = 0
         self._started_at: float | None = None
         self._ended_at: float | None = None
+        self._interrupted = False  # stopped before its end
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public surface -------------------------------------------------------------------
@@ -188,6 +189,7 @@ class BatchRun(Generic[T]):
             limiter_wait=wait,
             limiter_waiting=waiting,
             finished=self._state == "done",
+            interrupted=self._interrupted,
         )
 
     def __await__(self) -> Generator[Any, None, list[BatchResult[T]]]:
@@ -398,6 +400,7 @@ class BatchRun(Generic[T]):
     async def _shutdown(self, clean: bool) -> None:
         """Stop the workers (see "Stopping"), whatever happens to the caller meanwhile."""
         self._stopping = True
+        self._interrupted = not clean
         interrupted = False
         tasks = list(self._tasks)
         try:

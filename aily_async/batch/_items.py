@@ -1,15 +1,32 @@
-"""What a batch's work function is given: the item to do, and the worker slot doing it."""
+"""What a batch's work function is given: the item to do, and the worker slot doing it.
+
+An item's records go to a :class:`Recorder`: the batch's checkpoint file, or another store
+(``aily_async.queue`` keeps them in Redis) that may write asynchronously, which is why a work
+function awaits :meth:`Item.flush` before an effect that a record must precede.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from ._checkpoint import Checkpoint, Key
+from ._checkpoint import Key
 
-__all__ = ["Item", "Work", "Worker"]
+__all__ = ["Item", "Recorder", "Work", "Worker"]
 
 T = TypeVar("T")
+
+
+class Recorder(Protocol):
+    """Where an item's records go (a :class:`~aily_async.batch._checkpoint.Checkpoint` is one)."""
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Record ``record`` (the last record of a key wins)."""
+        ...
+
+    async def flush(self) -> None:
+        """Return once every record written so far is durable."""
+        ...
 
 
 class Item:
@@ -19,7 +36,7 @@ class Item:
 
     def __init__(
         self,
-        checkpoint: Checkpoint | None,
+        checkpoint: Recorder | None,
         index: int,
         key: Key,
         input: Any,
@@ -52,6 +69,12 @@ class Item:
             self.checkpoint.write(
                 {"key": self.key, "index": self.index, "input": self.input, "pending": self.live}
             )
+
+    async def flush(self) -> None:
+        """Wait until what :meth:`note_pending` recorded is durable (a checkpoint file's
+        records are as soon as written; another recorder may still be writing them)."""
+        if self.checkpoint is not None:
+            await self.checkpoint.flush()
 
     def settled(self) -> None:
         """The item's effect is known to have ended with nothing to adopt: forget it."""

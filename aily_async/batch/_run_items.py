@@ -115,6 +115,7 @@ class RunWork:
 
     async def _create(self, item: Item, sid: str, args: Mapping[str, Any]) -> RunHandle:
         """Create the item's run in session ``sid`` and record it as pending."""
+        await item.flush()  # what finds the run (session, message) is durable before it exists
         # A task of its own: if the item is cancelled while the create is on the wire, its
         # answer is still awaited so the run it made can be cancelled.
         create = asyncio.ensure_future(

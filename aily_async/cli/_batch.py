@@ -7,7 +7,8 @@ on its own, so text holding U+2028 or U+0085 stays on its line. With ``--out`` t
 file is the batch's checkpoint (its first line names the batch; a file of another batch is
 refused); without it, each result is printed as it finishes (:meth:`BatchResult.to_record`,
 one line each). Either way each failed item is reported on stderr as it fails, with its line
-number, its row and its error, and the summary lists the failed lines.
+number, its row and its error, and the summary lists the failed lines (with ``--json`` the
+summary is one JSON object on stderr).
 
 Ctrl-C (see ``_interrupts``) stops the batch: calls not sent yet are dropped, calls underway
 get ``--grace`` seconds to finish and be saved, and the command says so; Ctrl-C again cancels
@@ -202,6 +203,17 @@ async def batch_command(args: argparse.Namespace) -> int:
             if interrupts is not None:
                 interrupts.on_press = None
         done = run.progress
+    if args.json:  # the results are JSON lines already (stdout or --out): the summary too
+        summary = {
+            "items": done.done,
+            "ok": done.succeeded + done.skipped,
+            "already_done": done.skipped,
+            "failed": done.failed,
+            "failed_lines": sorted(failed),
+            "out": args.out,
+        }
+        print(json.dumps(summary), file=sys.stderr)
+        return EXIT_ERROR if done.failed else EXIT_OK
     where = f" -> {args.out}" if args.out else ""
     skipped = f", {done.skipped} already done" if done.skipped else ""
     lines = ""

@@ -1,14 +1,35 @@
-"""The ``aily skill`` and ``aily run`` commands: one skill call, or one run, from the shell."""
+"""The ``aily skill`` and ``aily run`` commands: one skill call, or one run, from the shell.
+
+``aily run get SESSION RUN`` and ``aily run wait SESSION RUN`` look at a run made earlier;
+``aily run`` itself takes an optional SESSION positional, so ``main`` routes ``run get`` and
+``run wait`` to the parsers :func:`add_run_lookups` adds (``run-get``, ``run-wait``, not
+listed).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import Any
+
+from aily_async import RunResult
 
 from ._common import EXIT_ERROR, EXIT_OK, UsageError, json_option, make_client, pretty, print_json
 
-__all__ = ["run_command", "skill_get", "skill_list", "skill_start"]
+__all__ = [
+    "LOOKUPS",
+    "add_run_lookups",
+    "run_command",
+    "run_get",
+    "run_wait",
+    "skill_get",
+    "skill_list",
+    "skill_start",
+]
+
+#: ``aily run get`` and ``aily run wait``: the parsers ``main`` routes them to.
+LOOKUPS = {"get": "run-get", "wait": "run-wait"}
 
 
 # -- aily skill ------------------------------------------------------------------------------
@@ -87,6 +108,36 @@ async def run_command(args: argparse.Namespace) -> int:
         except asyncio.CancelledError:
             print(f"aily: stopped waiting; run {handle.id} goes on", file=sys.stderr)
             raise
+    return _answer(result, args)
+
+
+async def run_get(args: argparse.Namespace) -> int:
+    """``aily run get SESSION RUN``: the run's state, one line (or JSON)."""
+    async with make_client(args) as client:
+        run = await client.runs.get(args.session, args.run)
+    if args.json:
+        print_json(run)
+    else:
+        took = f"\t{run.duration:.3f}s" if run.duration is not None else ""
+        error = f"\t{run.error.code} {run.error.message}" if run.error is not None else ""
+        print(f"{run.id}\t{run.status.value}\t{args.session}{took}{error}")
+    return EXIT_OK
+
+
+async def run_wait(args: argparse.Namespace) -> int:
+    """``aily run wait SESSION RUN``: wait for a run made earlier and print its answer."""
+    async with make_client(args) as client:
+        handle = client.runs.attach(await client.runs.get(args.session, args.run))
+        try:
+            result = await handle.result(args.timeout)
+        except asyncio.CancelledError:
+            print(f"aily: stopped waiting; run {handle.id} goes on", file=sys.stderr)
+            raise
+    return _answer(result, args)
+
+
+def _answer(result: RunResult, args: argparse.Namespace) -> int:
+    """Print a finished run's answer (or all of it as JSON); exit 1 unless it completed."""
     if args.json:
         print_json(result)
     elif result.text:
@@ -97,3 +148,33 @@ async def run_command(args: argparse.Namespace) -> int:
         print(f"aily: run {result.run.id} ended {result.run.status.value}{detail}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def add_run_lookups(commands: Any, conn: argparse.ArgumentParser) -> None:
+    """Add the parsers of ``aily run get`` and ``aily run wait`` (see the module docstring)."""
+    get = commands.add_parser(
+        LOOKUPS["get"],
+        parents=[conn],
+        prog="aily run get",
+        description="Print the state of run RUN of session SESSION: id, status, session, "
+        "duration and error (or the whole run with --json).",
+    )
+    wait = commands.add_parser(
+        LOOKUPS["wait"],
+        parents=[conn],
+        prog="aily run wait",
+        description="Wait for run RUN of session SESSION to end and print the app's answer "
+        "(the run and its messages with --json). Exit status 1 if it did not complete.",
+    )
+    for parser in (get, wait):
+        parser.add_argument("session", metavar="SESSION", help="session id (session_…)")
+        parser.add_argument("run", metavar="RUN", help="run id (run_…)")
+    wait.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give up waiting after S seconds (the run goes on; exit status 1)",
+    )
+    get.set_defaults(handler=run_get)
+    wait.set_defaults(handler=run_wait)

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from aily_async import FEISHU_HOST, LARK_HOST, AilyClient
+from aily_async import FEISHU_HOST, LARK_HOST, AilyClient, SkillResult
 
 __all__ = [
     "EXIT_ERROR",
@@ -85,7 +85,14 @@ def pretty(text: str | None) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """A model (or a list of models) as plain dicts and lists, ready for ``json.dumps``."""
+    """A model (or a list of models) as plain dicts and lists, ready for ``json.dumps``; a
+    skill's ``output`` (a JSON text) is decoded, so it is not a JSON string inside JSON."""
+    if isinstance(value, SkillResult):
+        try:
+            output = value.json()
+        except ValueError:  # not JSON after all: the text as it is
+            output = value.output
+        return {**attrs.asdict(value), "output": output}
     if attrs.has(type(value)):
         return attrs.asdict(value)
     if isinstance(value, list | tuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import sys
 import time
@@ -48,6 +49,7 @@ async def demo_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         scale=args.scale,
         progress=args.progress,
+        as_json=args.json,
     )
 
 
@@ -64,8 +66,10 @@ async def run_demo(
     scale: float = 0.05,
     progress: bool = True,
     out: TextIO | None = None,
+    as_json: bool = False,
 ) -> int:
-    """Run the demo and print its summary to ``out`` (standard output); return 0."""
+    """Run the demo and print its summary to ``out`` (standard output); return 0. With
+    ``as_json`` the summary is one JSON object (and the opening line goes to stderr)."""
     from aily_async.testing import FakeAily, FakeApiError, RunPlan, RunRequest, SkillRequest
 
     out = out if out is not None else sys.stdout
@@ -85,7 +89,7 @@ async def run_demo(
         return RunPlan(queued=0.05, duration=rng.uniform(0.2, 0.5))
 
     quotas = {call: (rate, per * scale) for call, (rate, per) in DOCUMENTED_QUOTAS.items()}
-    limits = Limits(quotas, default=(1000, 60.0 * scale))
+    limits = Limits.scaled(scale)  # the client's quotas on the fake's time scale
     bar = ProgressBar() if progress else None
     started = time.perf_counter()
     async with FakeAily(
@@ -100,7 +104,7 @@ async def run_demo(
             f"aily demo: a local FakeAily at {fake.url}; quotas scaled x{scale:g}: "
             f"skills.start and runs.create {quotas['skills.start'][0]} per "
             f"{_scaled(60.0, scale)}, other calls 1000 per {_scaled(60.0, scale)}",
-            file=out,
+            file=sys.stderr if as_json else out,
             flush=True,
         )
         async with AilyClient(
@@ -135,6 +139,42 @@ async def run_demo(
     expected = [n for n in _FAILING_ROWS if n < skills] + (
         [_FAILING_RUN] if runs > _FAILING_RUN else []
     )
+    shares = {
+        call: n / (seconds * quotas[call][0] / quotas[call][1])
+        for call, n, seconds in (
+            ("skills.start", by_call["skills.start"], skill_time),
+            ("runs.create", by_call["runs.create"], run_time),
+        )
+        if n and seconds > 0
+    }
+    # The physical limit of K calls against a strict window of N per W: ceil(K/N - 1) * W
+    # (all at once, then N per window), plus round trips.
+    physical = {
+        call: max(0, math.ceil(k / quotas[call][0] - 1)) * quotas[call][1]
+        for call, k in (("skills.start", skills), ("runs.create", runs))
+    }
+    if as_json:
+        summary = {
+            "skill_batch_seconds": round(skill_time, 3),
+            "skill_batch_physical_limit_seconds": round(physical["skills.start"], 3),
+            "run_batch_seconds": round(run_time, 3),
+            "run_batch_physical_limit_seconds": round(physical["runs.create"], 3),
+            "items": skills + runs,
+            "skill_calls": skills,
+            "runs": runs,
+            "failed_skill_rows": failed_rows,
+            "failed_runs": failed_runs,
+            "errors": [str(r.error) for r in failures],
+            "requests": stats.requests,
+            "requests_by_call": dict(by_call.most_common()),
+            "requests_per_run": round(run_requests / runs, 2) if runs else None,
+            "rate_limited": stats.rate_limited,
+            "server_429s": server_429s,
+            "quota_utilisation": {call: round(share, 3) for call, share in shares.items()},
+            "wall_seconds": round(wall, 3),
+        }
+        print(json.dumps(summary, ensure_ascii=False), file=out, flush=True)
+        return 0
     print(file=out)
     print(f"  items: {skills + runs} ({skills} skill calls, {runs} runs)", file=out)
     why = ""
@@ -156,17 +196,26 @@ async def run_demo(
             file=out,
         )
     print(f"  429s received: {stats.rate_limited}", file=out)
-    utilisation = []
-    for call, n, seconds, phase in (
-        ("skills.start", by_call["skills.start"], skill_time, "skill"),
-        ("runs.create", by_call["runs.create"], run_time, "run"),
-    ):
-        rate, per = quotas[call]
-        if n and seconds > 0:
-            share = n / (seconds * rate / per)
-            utilisation.append(f"{call} {share:.0%} of its quota during the {phase} batch")
+    phases = {"skills.start": "skill", "runs.create": "run"}
+    utilisation = [
+        f"{call} {share:.0%} of its quota during the {phases[call]} batch"
+        for call, share in shares.items()
+    ]
     if utilisation:
         print(f"  quota utilisation: {'; '.join(utilisation)}", file=out)
+    if skills:
+        print(
+            f"  skill batch: {skill_time:.1f} s; the physical limit of {skills} calls at "
+            f"{quotas['skills.start'][0]} per {quotas['skills.start'][1]:g} s is "
+            f"{physical['skills.start']:.1f} s plus round trips",
+            file=out,
+        )
+    if runs:
+        print(
+            f"  run batch: {run_time:.1f} s; runs.create alone allows "
+            f"{physical['runs.create']:.1f} s plus round trips, and each run takes its own time",
+            file=out,
+        )
     print(f"  wall time: {wall:.1f} s", file=out)
     if stats.rate_limited or server_429s:
         print(

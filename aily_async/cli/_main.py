@@ -1,4 +1,5 @@
-"""The ``aily`` command line: the demo, skill calls, runs, batches and a fake server.
+"""The ``aily`` command line: the demo, skill calls, runs, batches, knowledge asks, data
+assets and a fake server.
 
 Credentials come from the environment: ``FEISHU_APP_ID`` and ``FEISHU_APP_SECRET`` (the
 Feishu app's id and secret); ``--base-url`` or ``AILY_BASE_URL`` points at another host (such
@@ -6,8 +7,9 @@ as ``aily fake-server``). Exit status: 0 success, 1 an API or service error (or 
 failed items), 2 a usage error (bad arguments, bad JSON, missing credentials), 130 Ctrl-C.
 
 This module builds the parser and dispatches; the commands live in ``_commands`` (skill, run),
-``_batch`` (batch) and ``_demo`` (demo), on the helpers of ``_common``, and run under the
-Ctrl-C handling of ``_interrupts``; ``fake-server`` is handed to :mod:`aily_async.testing`.
+``_agents`` (agent), ``_assets`` (ask, assets), ``_batch`` (batch) and ``_demo`` (demo), on
+the helpers of ``_common``, and run under the Ctrl-C handling of ``_interrupts``;
+``fake-server`` is handed to :mod:`aily_async.testing`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from collections.abc import Sequence
 
 from aily_async import FEISHU_HOST, LARK_HOST, AilyError, AilyValidationError, __version__
 
+from ._agents import add_agent_commands
+from ._assets import add_ask_command, add_assets_command
 from ._batch import batch_command
-from ._commands import run_command, skill_get, skill_list, skill_start
+from ._commands import LOOKUPS, add_run_lookups, run_command, skill_get, skill_list, skill_start
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Handler, UsageError
 from ._demo import demo_command
 from ._interrupts import interruptible
+from ._worker import add_worker_command
 
 __all__ = ["build_parser", "main"]
 
@@ -45,7 +50,7 @@ def _fake_server(argv: Sequence[str]) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(serve(args.port, args.host, **options))
+        asyncio.run(serve(args.port, args.host, as_json=args.json, **options))
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     except OSError as exc:
@@ -116,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     demo.set_defaults(handler=demo_command, verbose=False)
 
     skill = commands.add_parser("skill", help="start, list or describe skills")
@@ -152,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="send a message and run the app on a session",
         description=(
             "Create a run of APP on SESSION (or on a new session), after sending --message. "
-            "With --wait, wait for the run and print the app's answer."
+            "With --wait, wait for the run and print the app's answer. A run made earlier: "
+            "'aily run get SESSION RUN' prints its state, 'aily run wait SESSION RUN "
+            "[--timeout S]' waits for its answer."
         ),
     )
     run.add_argument("session", nargs="?", metavar="SESSION", help="session id (session_…)")
@@ -167,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=None, metavar="S", help="give up waiting after S s"
     )
     run.set_defaults(handler=run_command)
+    add_run_lookups(commands, conn)  # aily run get / aily run wait (routed by main)
+
+    add_agent_commands(commands, conn)
+    add_ask_command(commands, conn)
+    add_assets_command(commands, conn)
+    add_worker_command(commands)
 
     batch = commands.add_parser(
         "batch",
@@ -250,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["fake-server"]:
         return _fake_server(args_list[1:])
     parser = build_parser()
+    if args_list[:1] == ["run"] and args_list[1:2] and args_list[1] in LOOKUPS:
+        args_list = [LOOKUPS[args_list[1]], *args_list[2:]]
     args = parser.parse_args(args_list)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:

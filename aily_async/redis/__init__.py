@@ -11,40 +11,41 @@ that shares a key shares one bucket, kept in Redis::
             ...
 
 **The guarantee** is :class:`~aily_async.TokenBucket`'s, across every process sharing the key
-(all of them configured with the same ``rate``, ``per``, ``burst`` and ``margin``): never more
-than ``rate`` grants in any window of ``per + margin`` seconds, and under saturation
-``(rate + 1 - burst) / (rate * (1 + margin/per))`` of the quota granted (≥ 96% with the
-defaults for every documented Aily quota). It is the same GCRA: grants spaced by
-``T = (per + margin) / (rate + 1 - burst)`` with a tolerance of ``burst - 1`` early grants,
-whose one state, the theoretical arrival time (TAT), lives in one Redis key.
+(all of them configured with the same windows and margin): never more than ``rate`` grants in
+any window of ``per + margin`` seconds, from the first grant on. The bucket starts full: ``K ≤
+rate`` calls go at once, more as the tokens come back, so N processes get the burst and the
+pace of one, and a process that starts (or restarts) knows what the others, and its previous
+run, spent: there is no ramp, the shared record is the history.
 
-**How.** Each attempt is one Lua script, atomic on the server, that reads the time from the
-server (``TIME``: the clocks of the machines running the workers play no part), checks and
-moves the TAT, and sets the key to expire when the bucket is full again (an idle bucket
-leaves nothing behind). It answers "granted" or "wait N µs"; a waiter sleeps that long
-instead of polling. When the grant is at most a moment away (half an interval, at most
-0.1 s), the script reserves it and the caller sleeps until its instant, so waking late costs
-no capacity. Waiters of one process queue locally in FIFO order in front of the script, so
-one process makes one Redis attempt at a time per bucket. Scripts run by ``EVALSHA`` and are
-sent again by ``EVAL`` after ``NOSCRIPT`` (a ``SCRIPT FLUSH`` or a new server).
+**How.** The record is a sorted set of grant times in one Redis key, trimmed to the longest
+window. Each attempt is one Lua script, atomic on the server, that reads the time from the
+server (``TIME``: the clocks of the machines running the workers play no part), counts the
+grants younger than each window's span, and either adds the grant or answers how long until a
+token is back; a waiter sleeps that long instead of polling. When the grant is at most a moment
+away (half the mean interval, at most 0.1 s), the script records it at that instant and the
+caller sleeps until then, so waking late costs no capacity. Waiters of one process queue
+locally in FIFO order in front of the script, so one process makes one Redis attempt at a time
+per bucket. Scripts run by ``EVALSHA`` and are sent again by ``EVAL`` after ``NOSCRIPT``. The
+keys expire by themselves when idle.
 
-A 429 seen by any process (:meth:`RedisTokenBucket.pause`) moves the shared TAT forward, so
-every process pauses.
+**A 429** seen by any process (:meth:`RedisTokenBucket.pause`) pauses every process for the
+announced reset, and teaches all of them the share of the quota left to them (kept in a second
+key, ``key:learnt``): one grant above it is probed at a time once the window is over, backing
+off up to 8 windows while the probes fail, as :class:`~aily_async.TokenBucket` does.
 
 **When Redis fails** (refused connection, timeout, any Redis error), ``on_failure`` decides:
 
 * ``"closed"`` (default): :meth:`~RedisTokenBucket.acquire` raises
   :class:`~aily_async.AilyRateLimiterError` naming Redis. Nothing is sent unthrottled.
-* ``"local"``: the process falls back to a local :class:`~aily_async.TokenBucket` at
-  ``local_fraction`` of the quota (default 0.5, which keeps the quota for up to two
-  processes: use ``1 / number of processes`` to keep it for all), logging one warning per
-  outage. Redis is tried again at most every ``probe_interval`` seconds and used again once
-  it answers; the grants made locally in the last window are then charged to the shared
-  bucket.
+* ``"local"``: the process falls back to a local window at ``local_fraction`` of the quota
+  (default 0.5, which keeps the quota for up to two processes: use ``1 / number of
+  processes`` to keep it for all), counting its own grants of the last window, and logs one
+  warning per outage. Redis is tried again at most every ``probe_interval`` seconds and used
+  again once it answers; the grants made locally are then added to the shared record.
 
 Nothing hangs: every Redis call is bounded by ``redis_timeout`` seconds (1 s by default).
-A Redis that restarts without its data forgets the bucket; each process then re-seeds the
-key from the latest TAT it saw, so the window that spans the restart stays close to the quota.
+A Redis that comes back without its data finds its record empty: each process puts its own
+grants of the window back before its next grant.
 """
 
 from __future__ import annotations

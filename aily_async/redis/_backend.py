@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 try:
@@ -98,24 +98,24 @@ class RedisBackend:
         self.down_since: float | None = None  # loop time of the first failure of an outage
         self.probe_at = 0.0  # loop time before which a "local" bucket does not try Redis
 
-    async def run(self, name: str, key: str, *args: int) -> list[int]:
-        """Run a script on ``key``: EVALSHA, then EVAL after NOSCRIPT; bounded by the timeout.
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[int | str]) -> list[int]:
+        """Run a script on ``keys``: EVALSHA, then EVAL after NOSCRIPT; bounded by the timeout.
 
         Raises :class:`RedisDown` if Redis fails or does not answer in time.
         """
         script = SCRIPTS[name]
         try:
-            result = await asyncio.wait_for(self._eval(script, key, args), self.timeout)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            result = await asyncio.wait_for(self._eval(script, keys, args), self.timeout)
+            return [int(value) for value in result]
+        except (RedisError, OSError, asyncio.TimeoutError, ValueError, TypeError) as exc:
             detail = str(exc) or f"no answer in {self.timeout:g}s"
             raise RedisDown(f"{type(exc).__name__}: {detail}") from exc
-        return [int(value) for value in result]
 
-    async def _eval(self, script: Script, key: str, args: tuple[int, ...]) -> Any:
+    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         try:
-            return await self.redis.evalsha(script.sha, 1, key, *args)
+            return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return await self.redis.eval(script.source, 1, key, *args)
+            return await self.redis.eval(script.source, len(keys), *keys, *args)
 
     def failed(self, reason: str, *, local: bool, fraction: float) -> None:
         """Note a failure; the first of an outage logs one warning."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import cast
 
-from .._limiter import Limits
+from .._limiter import Limits, Quota, quota_windows
 from ._backend import OnFailure, RedisBackend, RedisLike, check_on_failure
 from ._bucket import RedisTokenBucket
 
@@ -23,15 +23,24 @@ class RedisLimits:
 
     ``AilyClient(..., limiter=RedisLimits("redis://host:6379/0", app_id="cli_x"))`` gives
     each API call a :class:`RedisTokenBucket` sized to its quota (as
-    :class:`~aily_async.Limits` does), under the key ``f"{key_prefix}:{app_id}:{call}"``,
-    so every process of the app shares each quota. ``app_id`` is the app the quota belongs
-    to. ``quotas`` and ``default`` override the documented quotas as in
-    :class:`~aily_async.Limits`. ``on_failure``, ``local_fraction``, ``redis_timeout`` and
-    ``probe_interval``: see :class:`RedisTokenBucket`; one outage logs one warning for all
+    :class:`~aily_async.Limits` does: 1000 per minute *and* 50 per second for the calls without
+    a quota of their own), under the key ``f"{key_prefix}:{app_id}:{call}"``, so every process
+    of the app shares each quota. ``app_id`` is the app the quota belongs to. ``quotas`` and
+    ``default`` override the documented quotas as in :class:`~aily_async.Limits`.
+    ``on_failure``, ``local_fraction``, ``redis_timeout``, ``probe_interval`` and
+    ``confirm_after``: see :class:`RedisTokenBucket`; one outage logs one warning for all
     buckets. Given a URL it owns the connection: use ``async with`` or :meth:`aclose`.
     """
 
-    __slots__ = ("_app_id", "_backend", "_limits", "_local_fraction", "_on_failure", "_prefix")
+    __slots__ = (
+        "_app_id",
+        "_backend",
+        "_confirm_after",
+        "_limits",
+        "_local_fraction",
+        "_on_failure",
+        "_prefix",
+    )
 
     def __init__(
         self,
@@ -39,12 +48,13 @@ class RedisLimits:
         *,
         app_id: str,
         key_prefix: str = "aily",
-        quotas: Mapping[str, tuple[int, float]] | None = None,
-        default: tuple[int, float] = (1000, 60.0),
+        quotas: Mapping[str, Quota] | None = None,
+        default: Quota | None = None,
         on_failure: OnFailure = "closed",
         local_fraction: float = 0.5,
         redis_timeout: float = 1.0,
         probe_interval: float = 1.0,
+        confirm_after: float = 1.0,
     ) -> None:
         if not isinstance(app_id, str) or not app_id:
             raise ValueError(f"app_id must be a non-empty string, got {app_id!r}")
@@ -54,7 +64,12 @@ class RedisLimits:
         self._prefix = key_prefix
         self._on_failure: OnFailure = on_failure
         self._local_fraction = local_fraction
-        self._limits = Limits(quotas, default=default, factory=self._bucket)
+        self._confirm_after = confirm_after
+        self._limits = (
+            Limits(quotas, factory=self._bucket)
+            if default is None
+            else Limits(quotas, default=quota_windows(default), factory=self._bucket)
+        )
 
     def key_for(self, call: str) -> str:
         """The Redis key of ``call``'s bucket."""
@@ -64,14 +79,17 @@ class RedisLimits:
         """The shared bucket of ``call`` (e.g. ``"skills.start"``), created on first use."""
         return cast(RedisTokenBucket, self._limits.for_call(call))
 
-    def _bucket(self, call: str, rate: int, per: float) -> RedisTokenBucket:
+    def _bucket(self, call: str, windows: tuple[tuple[int, float], ...]) -> RedisTokenBucket:
+        (rate, per), *also = windows
         return RedisTokenBucket(
             self._backend,
             self.key_for(call),
             rate,
             per,
+            also=also,
             on_failure=self._on_failure,
             local_fraction=self._local_fraction,
+            confirm_after=self._confirm_after,
             name=call,
         )
 

@@ -12,6 +12,9 @@ Start one per test and point any client at :attr:`FakeAily.url`::
 This package is standalone: it imports nothing else from ``aily_async``.
 """
 
+from ._agent_models import ChatPlan, ChatRequest, ChatScript, RecordedAttachment
+from ._agents_state import FakeAgents
+from ._assets_state import FakeKnowledge, RecordedUpload
 from ._fake import FakeAily
 from ._models import (
     ACTIVE_RUN_STATUSES,
@@ -37,13 +40,20 @@ __all__ = [
     "AUTH_ROUTE",
     "DOCUMENTED_LIMITS",
     "ROUTES",
+    "ChatPlan",
+    "ChatRequest",
+    "ChatScript",
     "DropWhen",
+    "FakeAgents",
     "FakeAily",
     "FakeApiError",
+    "FakeKnowledge",
     "FakeSkill",
     "Faults",
     "RateLimitConfig",
+    "RecordedAttachment",
     "RecordedRequest",
+    "RecordedUpload",
     "RunPlan",
     "RunRequest",
     "RunScript",

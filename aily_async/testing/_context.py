@@ -33,6 +33,9 @@ class Ctx:
     body: dict[str, Any] = attrs.Factory(dict)
     app_id: str = ""
     principal: str = ""
+    #: Set by a handler that answers with a stream (an event stream): the pipeline sends the
+    #: response it writes instead of the JSON envelope of the ``data`` returned.
+    stream: Callable[[], Awaitable[web.StreamResponse]] | None = None
 
 
 #: An endpoint handler: returns the ``data`` of a successful answer or raises FakeApiError.

@@ -14,12 +14,19 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from ._agent_models import ChatPlan, ChatScript
+from ._agents_state import AgentStore, FakeAgents
+from ._assets_state import AssetStore, FakeKnowledge
 from ._clock import Clock
 from ._context import Handler
 from ._faults import FaultInjector
+from ._handlers_agents import AgentHandlers, make_chat_script
+from ._handlers_assets import AssetHandlers
+from ._handlers_knowledge import KnowledgeHandlers
 from ._handlers_runs import RunHandlers, make_run_script
 from ._handlers_sessions import SessionHandlers, message_entries
 from ._handlers_skills import SkillHandlers
+from ._handlers_stats import StatsHandlers
 from ._models import (
     ROUTES,
     DropWhen,
@@ -87,6 +94,11 @@ class FakeAily:
             behind). It shifts every timestamp the fake sends and the ``Date`` header of every
             answer (API calls and the token endpoint, errors and 429s included), never the
             fake's own timing (run progress, token expiry, windows), which runs on ``clock``.
+        import_duration: Seconds a new data asset stays ``"PROCESSING"`` before its import
+            ends (``"SUCCESS"``, or ``"FAILED"`` when there was nothing to import).
+        chat_script: A :class:`ChatPlan` for every agent chat, or a callable that plans each
+            chat from a :class:`ChatRequest` (how its status, reply and event stream go, and
+            the stream's drop and stall test hooks).
 
     Choices where the documentation is silent:
 
@@ -101,6 +113,20 @@ class FakeAily:
       :meth:`route_counts`, and an accepted call that then fails validation still uses quota.
     - Each token fetch issues a new tenant token (the real service may hand back the
       current one while it has more than 30 minutes left).
+    - Knowledge, data assets and app stats (values the SDK does not give): see the modules
+      ``_assets_state``, ``_handlers_assets``, ``_handlers_knowledge`` and ``_handlers_stats``
+      of this package. In short: asset statuses ``PROCESSING`` → ``SUCCESS`` / ``FAILED``;
+      asset times in milliseconds, strings in create/get answers and numbers in lists; item
+      resources with the SDK's misspelt ``resouce_type``; uploads take the part named
+      ``file`` with or without a filename and part type (both forms the SDK sends); asks
+      answer from FAQ entries or the words of imported files; tags exist only through
+      ``fake.knowledge`` (:class:`FakeKnowledge`); these calls get the default quota.
+    - Agents (see ``_agents_state`` and ``_handlers_agents``): any agent id exists; chats go
+      ``QUEUED`` → ``IN_PROGRESS`` → the plan's outcome with its ``finish_reason``; a chat
+      created with ``stream: true`` is answered as an event stream of the fake's own format;
+      the SDK's oddities are served (``next_page_token``, ``turns`` as one object, timestamps
+      as strings or numbers by call); inspect and steer them through ``fake.agents``
+      (:class:`FakeAgents`); these calls get the default quota.
     """
 
     def __init__(
@@ -121,15 +147,25 @@ class FakeAily:
         clock: Callable[[], float] | None = None,
         reset_header_precision: Literal["int", "float"] = "int",
         clock_offset: float = 0.0,
+        import_duration: float = 0.2,
+        chat_script: ChatPlan | ChatScript | None = None,
     ) -> None:
         if token_ttl <= 0:
             raise ValueError(f"token_ttl must be > 0, got {token_ttl!r}")
         if run_script is not None and run_duration is not None:
             raise ValueError("give run_script or run_duration, not both")
+        if import_duration < 0:
+            raise ValueError(f"import_duration must be >= 0, got {import_duration!r}")
         self._host = host
         self._port = port
         self._clock = Clock(clock, offset=clock_offset)
         self._store = Store()
+        self._assets = AssetStore(self._store.new_id, self._store.next_seq)
+        #: Data assets, uploads, tags and FAQ entries: inspect them, add tags and FAQs.
+        self.knowledge = FakeKnowledge(self._assets, self._clock)
+        agents = AgentStore()
+        #: Agent sessions, chats and attachments: inspect them, hide agents.
+        self.agents = FakeAgents(agents, self._clock)
         run_handlers = RunHandlers(
             self._store, self._clock, make_run_script(run_script, run_duration)
         )
@@ -149,6 +185,10 @@ class FakeAily:
             **SessionHandlers(self._store, self._clock).routes(),
             **run_handlers.routes(),
             **skill_handlers.routes(),
+            **AssetHandlers(self._assets, self._clock, float(import_duration)).routes(),
+            **KnowledgeHandlers(self._assets, self._clock).routes(),
+            **StatsHandlers(self._store, self._assets, self._clock).routes(),
+            **AgentHandlers(agents, self._clock, make_chat_script(chat_script)).routes(),
         }
         self._pipeline = Pipeline(
             clock=self._clock,

@@ -41,6 +41,23 @@ ROUTES: tuple[str, ...] = (
     "skills.start",
     "skills.get",
     "skills.list",
+    "knowledge.ask",
+    "data_assets.create",
+    "data_assets.list",
+    "data_assets.get",
+    "data_assets.delete",
+    "data_assets.upload_file",
+    "data_asset_tags.list",
+    "app_stats.list",
+    "agents.sessions.create",
+    "agents.sessions.get",
+    "agents.sessions.list",
+    "agents.sessions.delete",
+    "agents.chats.create",
+    "agents.chats.get",
+    "agents.artifacts.get",
+    "agents.attachments.create",
+    "agents.check_visibility",
 )
 
 #: Route key of the tenant token endpoint (never rate limited; faulted only when asked).

@@ -111,7 +111,10 @@ class Pipeline:
         if route == AUTH_ROUTE:
             self.token_fetches += 1
         raw = await request.read()
-        parsed, well_formed = decode_json(raw)
+        if request.content_type == "multipart/form-data":
+            parsed, well_formed = None, True  # an upload: its handler reads the parts
+        else:
+            parsed, well_formed = decode_json(raw)
         action = self._faults.take(route, arrived)
         kind = action.kind if action is not None else None
 
@@ -126,6 +129,7 @@ class Pipeline:
         if kind == "drop-before":
             record(None)
             return abort(request)
+        response: web.StreamResponse
         if action is not None and kind in ("error", "outage"):
             response = fault_response(action, log_id)
             if kind == "outage" and action.status == 429 and action.until is not None:
@@ -150,7 +154,7 @@ class Pipeline:
 
     async def _respond(
         self, request: web.Request, route: str, log_id: str, parsed: Any, well_formed: bool
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         ctx = Ctx(
             request=request,
             route=route,
@@ -173,6 +177,8 @@ class Pipeline:
                 raise invalid("body", "must be a JSON object")
             ctx.body = parsed or {}
             data = await self._handlers[route](ctx)
+            if ctx.stream is not None:
+                return await ctx.stream()  # written and sent by the handler's stream
             return json_response(200, {"code": 0, "msg": "success", "data": data})
         except FakeApiError as exc:
             body = error_body(exc.code, exc.msg, log_id)

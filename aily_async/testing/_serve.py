@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,13 +15,19 @@ from ._models import Faults
 __all__ = ["build_parser", "main", "serve", "server_options"]
 
 
-async def serve(port: int = 8080, host: str = "127.0.0.1", **options: Any) -> None:
-    """Serve a :class:`FakeAily` on ``host:port`` until cancelled, printing its URL first.
+async def serve(
+    port: int = 8080, host: str = "127.0.0.1", *, as_json: bool = False, **options: Any
+) -> None:
+    """Serve a :class:`FakeAily` on ``host:port`` until cancelled, printing its URL first
+    (with ``as_json``, as one JSON line: ``{"url": ...}``).
 
     ``options`` are passed to :class:`FakeAily` as they are.
     """
     async with FakeAily(host=host, port=port, **options) as fake:
-        print(f"FakeAily listening on {fake.url} (Ctrl-C to stop)", flush=True)
+        if as_json:
+            print(json.dumps({"url": fake.url}), flush=True)
+        else:
+            print(f"FakeAily listening on {fake.url} (Ctrl-C to stop)", flush=True)
         await asyncio.Event().wait()
 
 
@@ -34,7 +41,13 @@ def build_parser(prog: str = "python -m aily_async.testing") -> argparse.Argumen
     parser.add_argument(
         "--rate-limits", action="store_true", help="enforce the documented quotas (429s)"
     )
-    parser.add_argument("--token-ttl", type=float, default=7200.0, metavar="S")
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=7200.0,
+        metavar="S",
+        help="seconds a tenant access token stays valid (default: 7200)",
+    )
     parser.add_argument(
         "--run-duration", type=float, default=None, metavar="S", help="seconds a run works"
     )
@@ -61,6 +74,9 @@ def build_parser(prog: str = "python -m aily_async.testing") -> argparse.Argumen
         default=[],
         metavar="APP_ID:SECRET",
         help="accept only these credentials (repeatable; default: accept any)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help='print the address as one JSON line: {"url": ...}'
     )
     return parser
 
@@ -104,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(serve(args.port, args.host, **options))
+        asyncio.run(serve(args.port, args.host, as_json=args.json, **options))
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     except OSError as exc:

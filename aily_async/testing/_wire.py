@@ -48,6 +48,7 @@ __all__ = [
 
 _API = "/open-apis/aily/v1"
 _TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+_AGENT = f"{_API}/agents/{{agent_id}}"
 
 #: Route name of every path the API does not know.
 UNKNOWN_ROUTE = "unknown"
@@ -89,6 +90,23 @@ ROUTE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("skills.start", "POST", f"{_API}/apps/{{app_id}}/skills/{{skill_id}}/start"),
     ("skills.list", "GET", f"{_API}/apps/{{app_id}}/skills"),
     ("skills.get", "GET", f"{_API}/apps/{{app_id}}/skills/{{skill_id}}"),
+    ("knowledge.ask", "POST", f"{_API}/apps/{{app_id}}/knowledges/ask"),
+    ("data_assets.create", "POST", f"{_API}/apps/{{app_id}}/data_assets"),
+    ("data_assets.list", "GET", f"{_API}/apps/{{app_id}}/data_assets"),
+    ("data_assets.upload_file", "POST", f"{_API}/apps/{{app_id}}/data_assets/upload_file"),
+    ("data_assets.get", "GET", f"{_API}/apps/{{app_id}}/data_assets/{{data_asset_id}}"),
+    ("data_assets.delete", "DELETE", f"{_API}/apps/{{app_id}}/data_assets/{{data_asset_id}}"),
+    ("data_asset_tags.list", "GET", f"{_API}/apps/{{app_id}}/data_asset_tags"),
+    ("app_stats.list", "GET", f"{_API}/app_stats"),
+    ("agents.sessions.create", "POST", f"{_AGENT}/sessions"),
+    ("agents.sessions.list", "GET", f"{_AGENT}/sessions"),
+    ("agents.sessions.get", "GET", f"{_AGENT}/sessions/{{agent_chat_session_id}}"),
+    ("agents.sessions.delete", "DELETE", f"{_AGENT}/sessions/{{agent_chat_session_id}}"),
+    ("agents.chats.create", "POST", f"{_AGENT}/chats"),
+    ("agents.chats.get", "GET", f"{_AGENT}/chats/{{agent_chat_id}}"),
+    ("agents.artifacts.get", "GET", f"{_AGENT}/artifacts/{{agent_artifact_id}}"),
+    ("agents.attachments.create", "POST", f"{_AGENT}/attachments"),
+    ("agents.check_visibility", "POST", f"{_AGENT}/agent_visibility/check"),
     (AUTH_ROUTE, "POST", _TOKEN_PATH),
 )
 

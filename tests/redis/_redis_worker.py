@@ -1,6 +1,6 @@
-"""One worker process of tests/test_redis.py: many ``skills.start`` calls on a shared quota.
+"""One worker process of tests/redis/test_redis_processes.py: calls on a shared quota.
 
-Run as ``python tests/_redis_worker.py --fake URL --redis URL ...``. It warms up (token,
+Run as ``python tests/redis/_redis_worker.py --fake URL --redis URL ...``. It warms up (token,
 connections), prints ``ready``, waits for a line on stdin so that all workers start together,
 makes ``--requests`` calls with ``--concurrency`` tasks through a Redis-backed limiter, and
 prints one JSON line: ``{"name", "ok", "errors", "rate_limited"}``. ``--skew S`` shifts this

@@ -1,0 +1,110 @@
+"""``aily ask`` and ``aily assets upload|list|get|delete`` against a FakeAily on a thread: what
+they print, ``--json``, and the exit statuses and error style of the other commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_cli import ThreadedFake, aily, assert_clean_error, env
+
+from aily_async import AilyClient
+from aily_async.cli import main
+
+APP = "spring_449d72db2f__c"
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedFake]:
+    """A FakeAily on a thread whose assets import at once, and the environment of a user with
+    credentials pointed at it."""
+    with ThreadedFake(import_duration=0) as threaded:
+        for name, value in env(threaded.url).items():
+            monkeypatch.setenv(name, value)
+        yield threaded
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ask"], ["assets"], ["assets", "upload"], ["assets", "list"], ["assets", "get"]],
+    ids=" ".join,
+)
+def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The new commands answer ``--help`` with their usage and exit status 0."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: aily")
+
+
+def test_upload_list_get_ask_delete(
+    server: ThreadedFake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Upload prints the token and type; list prints id, status and label; get prints JSON;
+    ask prints the answer (JSON with --json); delete prints the id."""
+    path = tmp_path / "policy.txt"
+    path.write_text("Refunds take 7 days.\n")
+    status, out, _ = _run(capsys, "assets", "upload", APP, str(path), "--no-throttle")
+    assert status == 0
+    token, mime = out.strip().split("\t")
+    assert mime == "text/plain"
+    assert server.fake.knowledge.uploads[-1].filename == "policy.txt"
+
+    status, out, _ = _run(
+        capsys, "assets", "upload", APP, str(path), "--json", "--filename", "p.md"
+    )
+    assert json.loads(out)["mime_type"] == "text/markdown"
+
+    async def create() -> str:
+        async with AilyClient("cli_test", "secret", base_url=server.url) as client:
+            setting = {"file": {"token": token, "title": "Policy"}}
+            asset = await client.data_assets.create(
+                APP, connect_type="direct", source_type="file", import_knowledge_setting=setting
+            )
+            return asset.data_asset_id
+
+    asset_id = asyncio.run(create())
+    status, out, _ = _run(capsys, "assets", "list", APP)
+    assert (status, out) == (0, f"{asset_id}\tSUCCESS\tPolicy\n")
+    status, out, _ = _run(capsys, "assets", "list", APP, "--json", "--items", "--keyword", "refund")
+    (listed,) = json.loads(out)
+    assert listed["data_asset_id"] == asset_id
+    assert listed["items"]
+
+    status, out, _ = _run(capsys, "assets", "get", APP, asset_id)
+    assert json.loads(out)["connect_status"] == "SUCCESS"
+
+    status, out, err = _run(capsys, "ask", APP, "How long do refunds take?", "--asset", asset_id)
+    assert (status, out, err) == (0, "Refunds take 7 days.\n", "")
+    status, out, _ = _run(capsys, "ask", APP, "refunds", "--json")
+    assert json.loads(out)["process"]["chunks"] == ["Refunds take 7 days."]
+    status, out, err = _run(capsys, "ask", APP, "zebra")
+    assert status == 0
+    assert "no answer" in err
+
+    status, out, _ = _run(capsys, "assets", "delete", APP, asset_id)
+    assert (status, out) == (0, f"{asset_id}\n")
+    assert server.fake.knowledge.data_asset_ids() == []
+
+
+def test_errors_exit_like_the_other_commands(server: ThreadedFake, tmp_path: Path) -> None:
+    """An API error exits 1 with the call and the log id; a bad id or a missing file is a
+    usage error (2); no traceback (a real subprocess)."""
+    proc = aily("assets", "get", APP, "asset_missing", environ=env(server.url))
+    assert_clean_error(proc, 1, r"data_assets\.get: .*code 2700001, http 404, log_id \w+")
+    proc = aily("assets", "delete", APP, "a/b", environ=env(server.url))
+    assert_clean_error(proc, 2, r"data_asset_id must not contain '/'")
+    proc = aily("assets", "upload", APP, str(tmp_path / "nope.txt"), environ=env(server.url))
+    assert_clean_error(proc, 2, r"file must be a readable file")
+    proc = aily("ask", APP, "", environ=env(server.url))
+    assert_clean_error(proc, 2, r"question must not be empty")
+    assert all(r.route == "data_assets.get" for r in server.fake.requests if r.route != "auth")

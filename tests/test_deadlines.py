@@ -1,0 +1,113 @@
+"""Per-call deadlines: ``timeout=`` bounds everything a call does (limiter queue, token,
+attempts, waits); a call the limiter cannot serve in time fails at once, sending nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from _vloop import virtual_time
+
+from aily_async import (
+    AilyClient,
+    AilyServerError,
+    AilyValidationError,
+    DeadlineExceeded,
+    RetryPolicy,
+    RunWaitTimeout,
+    TokenBucket,
+)
+from aily_async.testing import FakeAily, RunPlan
+
+APP_ID = "spring_449d72db2f__c"
+
+
+@asynccontextmanager
+async def aily(
+    *, client: dict[str, Any] | None = None, **fake: Any
+) -> AsyncIterator[tuple[FakeAily, AilyClient]]:
+    options: dict[str, Any] = {"limiter": None, "retry": RetryPolicy()}
+    options.update(client or {})
+    async with (
+        FakeAily(**fake) as server,
+        AilyClient("cli_test", "test-secret", base_url=server.url, **options) as aily_client,
+    ):
+        yield server, aily_client
+
+
+@virtual_time
+async def test_a_slow_answer_ends_the_call_at_its_deadline() -> None:
+    """An answer delayed past the call's timeout ends the call with DeadlineExceeded (a
+    TimeoutError) at the deadline, not at the transport's 30 s."""
+    async with aily() as (fake, client):
+        session = await client.sessions.create()
+        fake.inject("sessions.get", status=None, delay=20.0)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(DeadlineExceeded) as info:
+            await client.sessions.get(session.id, timeout=2.0)
+        assert isinstance(info.value, TimeoutError)
+        assert 2.0 <= loop.time() - began < 2.1
+        assert str(info.value).startswith("sessions.get: ")
+
+
+@virtual_time
+async def test_retries_stop_at_the_deadline() -> None:
+    """A storm of 5xx on a read is retried with backoff only while the deadline allows."""
+    policy = RetryPolicy(max_attempts=50, base_delay=0.5, max_delay=0.5)
+    async with aily(client={"retry": policy}) as (fake, client):
+        session = await client.sessions.create()
+        fake.inject("sessions.get", status=503, times=100)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises((AilyServerError, DeadlineExceeded)):
+            await client.sessions.get(session.id, timeout=3.0)
+        assert loop.time() - began <= 3.0
+        assert 2 <= fake.route_counts()["sessions.get"] < 50
+
+
+@virtual_time
+async def test_a_call_the_limiter_cannot_serve_in_time_fails_at_once() -> None:
+    """With the quota spent (a bucket of one grant per minute), a call with a 1 s timeout fails
+    at once with DeadlineExceeded saying why, and sends nothing (a web app answers 503 now)."""
+    bucket = TokenBucket(1, 60.0)
+    async with aily(client={"limiter": bucket}) as (fake, client):
+        session = await client.sessions.create()  # spends the one grant
+        sent = fake.route_counts()["sessions.get"]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(DeadlineExceeded, match="rate limiter cannot grant"):
+            await client.sessions.get(session.id, timeout=1.0)
+        assert loop.time() - began < 0.01
+        assert fake.route_counts()["sessions.get"] == sent
+        assert bucket.waiting == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True, float("nan"), "5"])
+async def test_a_bad_timeout_is_refused_before_anything_is_sent(bad: Any) -> None:
+    """timeout must be a positive number of seconds; anything else is AilyValidationError
+    naming the field, and no request leaves."""
+    async with aily() as (fake, client):
+        with pytest.raises(AilyValidationError, match="timeout"):
+            await client.sessions.create(timeout=bad)
+        assert fake.route_counts()["sessions.create"] == 0
+
+
+@virtual_time
+async def test_runs_run_timeout_bounds_the_whole_round_trip() -> None:
+    """runs.run(timeout=) bounds session, message, create and wait together: a run longer
+    than what is left ends the wait with RunWaitTimeout at the deadline, and a slow first
+    step leaves the rest less time."""
+    async with aily(run_script=RunPlan(queued=0.0, duration=30.0)) as (fake, client):
+        fake.inject("sessions.create", status=None, delay=3.0)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(RunWaitTimeout):
+            await client.runs.run("q", app_id=APP_ID, timeout=5.0)
+        assert 5.0 <= loop.time() - began < 5.2
+        fake.inject("sessions.create", status=None, delay=10.0)
+        with pytest.raises(DeadlineExceeded):
+            await client.runs.run("q", app_id=APP_ID, timeout=5.0)
