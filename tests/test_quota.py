@@ -125,7 +125,7 @@ async def test_without_a_limiter_the_same_burst_gets_429s() -> None:
 
 
 @virtual_time
-async def test_foreign_consumer_causes_a_couple_of_429s_not_a_storm() -> None:
+async def test_foreign_consumer_causes_a_few_429s_not_a_storm() -> None:
     """When another worker of the app has used up most of the quota, the default per-call
     limits meet it with a few 429s (the last round of the ramp: no more than the 5 calls the
     window had left), then pause everyone and keep to the share the server left; every call
