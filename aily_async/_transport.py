@@ -305,20 +305,23 @@ class Transport:
                 headers["X-Aily-BizUserID"] = biz
             attempts = 0
 
-            # A limiter that learns from the answers is told of each one that was not a 429.
-            # (Its acquire(first=True), for a call answered 429 to keep its place at the head of
-            # the queue, is not used yet: with it the foreign-consumer test saw one 429 more.)
+            # A limiter that learns from the answers is told of each one that was not a 429,
+            # and a call answered 429 keeps its place at the head of the queue.
             feedback = limiter if isinstance(limiter, QuotaFeedback) else None
+            refused = False
 
             async def attempt() -> dict[str, Any]:
-                nonlocal attempts, granted
+                nonlocal attempts, granted, refused
                 attempts += 1
                 if granted:
                     granted = False
                 elif limiter is not None:
                     if self._credentials.cached() is None:
                         await self._token(call)
-                    await limiter.acquire()
+                    if feedback is not None and refused:
+                        await feedback.acquire(first=True)
+                    else:
+                        await limiter.acquire()
                 # Nearly always at hand; fetched only if it expired while the call was queued.
                 token = self._credentials.cached() or await self._token(call)
                 headers["Authorization"] = f"Bearer {token}"
@@ -330,6 +333,7 @@ class Transport:
                     )
                 except AilyRateLimitError:
                     self.stats.rate_limited += 1
+                    refused = True
                     raise
                 except AilyAPIError as exc:
                     if feedback is not None:
