@@ -140,7 +140,9 @@ async def run_demo(
         [_FAILING_RUN] if runs > _FAILING_RUN else []
     )
     shares = {
-        call: n / (seconds * quotas[call][0] / quotas[call][1])
+        # Of what the windows allowed in that time: a bucket that starts full may send N at
+        # once, then N in each window that began since.
+        call: n / (quotas[call][0] * (math.floor(seconds / quotas[call][1]) + 1))
         for call, n, seconds in (
             ("skills.start", by_call["skills.start"], skill_time),
             ("runs.create", by_call["runs.create"], run_time),
@@ -198,7 +200,7 @@ async def run_demo(
     print(f"  429s received: {stats.rate_limited}", file=out)
     phases = {"skills.start": "skill", "runs.create": "run"}
     utilisation = [
-        f"{call} {share:.0%} of its quota during the {phases[call]} batch"
+        f"{call} {share:.0%} of what its quota windows allowed during the {phases[call]} batch"
         for call, share in shares.items()
     ]
     if utilisation:

@@ -353,7 +353,7 @@ def test_demo_completes_quickly_with_no_429() -> None:
         "wall time:",
     ):
         assert label in out, out
-    utilisation = re.search(r"skills\.start (\d+)% of its quota", out)
+    utilisation = re.search(r"skills\.start (\d+)% of what its quota windows allowed", out)
     assert utilisation is not None
     assert int(utilisation[1]) >= 80
     assert "skills.start: 300/300 done, 3 failed" in proc.stderr  # the plain progress line
