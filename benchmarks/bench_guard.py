@@ -1,14 +1,16 @@
 """Restructure guard: the package before and after, measured in the same run.
 
-    python benchmarks/bench_guard.py                       # full run (about 2.5 minutes)
-    python benchmarks/bench_guard.py --quick               # smoke run
-    python benchmarks/bench_guard.py --before /tmp/before  # the tree to compare against
+    git worktree add ../aily-before ff1bf59                  # the tree to compare against
+    python benchmarks/bench_guard.py                         # full run (about 2.5 minutes)
+    python benchmarks/bench_guard.py --quick                 # smoke run
+    python benchmarks/bench_guard.py --before PATH           # another old tree
 
 Two trees are compared: ``--before`` (a checkout whose ``aily_async`` package is the old code,
-by default ``/tmp/before``) and this checkout (the after tree). Every measurement runs in a
-child process of this script with ``PYTHONPATH`` set to one tree, so the child imports that
-tree's ``aily_async`` (the child checks, and reports the file it imported). The benchmark code
-is this checkout's in both cases, so both trees are measured by the same code.
+by default ``../aily-before`` beside this checkout) and this checkout (the after tree). Every
+measurement runs in a child process of this script with ``PYTHONPATH`` set to one tree, so the
+child imports that tree's ``aily_async`` (the child checks, and reports the file it imported).
+The benchmark code is this checkout's in both cases, so both trees are measured by the same
+code.
 
 For each of ``--reps`` repetitions, and for each measurement, the two trees run back to back,
 in alternating order (before first in odd repetitions, after first in even ones):
@@ -309,7 +311,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
     parser.add_argument("--reps", type=int, default=3, help="alternating repetitions")
-    parser.add_argument("--before", type=Path, default=Path("/tmp/before"), help="old tree")
+    parser.add_argument(
+        "--before", type=Path, default=AFTER.parent / "aily-before", help="old tree"
+    )
     parser.add_argument(
         "--server-tree",
         choices=("before", "after", "own"),
