@@ -160,17 +160,9 @@ class AgentChatHandle:
         return bool(chat.finish_reason) or (chat.status or "").upper() in self._terminal
 
     def __repr__(self) -> str:
-        poller = self._poller
-        try:
-            age = f" age={poller.age():.1f}s"
-        except RuntimeError:
-            age = ""
-        state = "polling" if poller.polling else "idle"
-        chat = poller.state
-        return (
-            f"<AgentChatHandle {chat.agent_chat_id} {chat.status or '-'}{age} "
-            f"polls={poller.polls} {state} waiters={poller.waiters}>"
-        )
+        chat = self._poller.state
+        loop = self._poller.describe()
+        return f"<AgentChatHandle {chat.agent_chat_id} {chat.status or '-'}{loop}>"
 
     def _on_change(self, chat: AgentChat) -> None:
         if self.is_finished(chat):

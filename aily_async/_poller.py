@@ -146,6 +146,16 @@ class Poller(Generic[S]):
         """The polling policy."""
         return self._policy
 
+    def describe(self) -> str:
+        """`` age=…s polls=N polling|idle waiters=M``: the state of the loop, for a handle's
+        repr (no age when no loop is running)."""
+        try:
+            age = f" age={self.age():.1f}s"
+        except RuntimeError:
+            age = ""
+        state = "polling" if self._task is not None else "idle"
+        return f"{age} polls={self._polls} {state} waiters={self._subscribers}"
+
     def age(self) -> float:
         """Seconds since this poller was made."""
         return asyncio.get_running_loop().time() - self._born

@@ -144,17 +144,8 @@ class RunHandle:
         return self._poller.polls
 
     def __repr__(self) -> str:
-        poller = self._poller
-        try:
-            age = f" age={poller.age():.1f}s"
-        except RuntimeError:
-            age = ""
-        state = "polling" if poller.polling else "idle"
-        run = poller.state
-        return (
-            f"<RunHandle {run.id} {run.status.value}{age} "
-            f"polls={poller.polls} {state} waiters={poller.waiters}>"
-        )
+        run = self._poller.state
+        return f"<RunHandle {run.id} {run.status.value}{self._poller.describe()}>"
 
     def _changed(self, run: Run) -> None:
         if run.status.is_terminal and run.duration is not None:
