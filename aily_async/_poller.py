@@ -293,7 +293,7 @@ class Poller(Generic[S]):
                     # A bare timer future, not an asyncio.sleep coroutine: a pending poller
                     # stays small.
                     nap: asyncio.Future[None] = loop.create_future()
-                    timer = loop.call_later(self._next_nap(loop, gap, first), _wake, nap)
+                    timer = loop.call_later(self._next_nap(loop, gap, first, adaptive), _wake, nap)
                     try:
                         await nap
                     finally:
@@ -332,10 +332,12 @@ class Poller(Generic[S]):
             if self._task is asyncio.current_task():
                 self._task = None
 
-    def _next_nap(self, loop: asyncio.AbstractEventLoop, gap: float, first: bool) -> float:
+    def _next_nap(
+        self, loop: asyncio.AbstractEventLoop, gap: float, first: bool, adaptive: bool
+    ) -> float:
         """The wait before the next poll: the policy's, moved up so that the poll before the
         earliest deadline of the waits answers just before it (the last look)."""
-        nap = self._policy.jittered(gap, first=first)
+        nap = self._policy.jittered(gap, first=first, adaptive=adaptive)
         if self._deadlines:
             now = loop.time()
             last_look = min(self._deadlines) - min(1.0, 2 * self._rtt + 0.02)

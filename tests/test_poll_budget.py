@@ -4,6 +4,8 @@ the ``runs.get`` quota fairly, never beyond it."""
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import statistics
 from typing import Any
 
@@ -76,3 +78,47 @@ def test_the_shared_gap_divides_the_budget() -> None:
     assert policy.shared_gap(5) == 0.5
     assert policy.shared_gap(50) == 5.0
     assert PollPolicy.frugal().share is None
+
+
+@virtual_time
+async def test_the_frugal_schedule_notices_runs_within_half_their_age() -> None:
+    """``PollPolicy.frugal()`` on log-normal durations (median 10 s, sigma 0.8): once it has
+    learnt the durations, every run lasting at least their 5% quantile is noticed within half
+    its age at that moment, and it spends under 3 GETs per run."""
+    rng = random.Random(7)
+    random.seed(7)  # the polls' jitter
+    loop = asyncio.get_running_loop()
+
+    async def measure(client: AilyClient, durations: list[float]) -> list[tuple[float, float, int]]:
+        """Per run: its duration, its age when noticed, and the GETs it took."""
+
+        async def one(seconds: float) -> tuple[float, float, int]:
+            session = await client.sessions.create()
+            await client.messages.create(session.id, f"{seconds:.3f}")
+            began = loop.time()
+            handle = await client.runs.create(session.id, app_id=APP_ID)
+            await handle
+            return float(f"{seconds:.3f}"), loop.time() - began, handle.polls
+
+        return list(await asyncio.gather(*(one(d) for d in durations)))
+
+    def lognormal(n: int) -> list[float]:
+        return [rng.lognormvariate(math.log(10.0), 0.8) for _ in range(n)]
+
+    async with (
+        FakeAily(run_script=by_message) as fake,
+        AilyClient(
+            "cli_test", "test-secret", base_url=fake.url, limiter=None, poll=PollPolicy.frugal()
+        ) as client,
+    ):
+        await measure(client, lognormal(100))  # learning
+        p5 = client.durations.quantile(0.05)
+        runs = await measure(client, lognormal(200))
+    late = [(d, age) for d, age, _ in runs if d >= p5 and age - d > 0.5 * age + 0.01]
+    assert not late, late
+    ratios = sorted((age - d) / age for d, age, _ in runs)
+    assert ratios[int(0.95 * len(ratios))] <= 0.5
+    gets = statistics.mean(polls for _, _, polls in runs)
+    assert gets <= 3.0, gets
+    # Not a fixed interval in disguise: long runs are polled further apart.
+    assert max(polls for _, _, polls in runs) >= 4

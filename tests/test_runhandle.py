@@ -453,7 +453,7 @@ async def test_adaptive_first_poll_comes_near_the_typical_duration() -> None:
         handle = await start_run(client)
         await handle
         first = gets(fake, handle)[0] - create_time(fake, handle)
-        assert 0.95 * duration <= first <= 1.15 * duration
+        assert (1 - policy.jitter) * duration - 1e-6 <= first <= duration + 1e-6
         assert len(gets(fake, handle)) <= 2 < naive
 
 
