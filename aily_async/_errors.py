@@ -217,7 +217,9 @@ class AilyPermissionError(AilyAPIError):
 
 
 class AilyRateLimitError(AilyAPIError):
-    """The gateway answered 429 / code 99991400. ``retry_after`` is the reset header in seconds."""
+    """The gateway answered 429 / code 99991400. ``retry_after`` is the reset header in seconds,
+    ``limit`` the ``x-ogw-ratelimit-limit`` header (the quota that was full), each ``None`` when
+    the answer did not say."""
 
     def __init__(
         self,
@@ -229,8 +231,10 @@ class AilyRateLimitError(AilyAPIError):
         call: str = "",
         hint: str = "",
         retry_after: float | None = None,
+        limit: int | None = None,
     ) -> None:
         self.retry_after = retry_after
+        self.limit = limit
         super().__init__(
             msg, code=code, http_status=http_status, log_id=log_id, call=call, hint=hint
         )
@@ -297,10 +301,17 @@ HINTS = {
 
 
 def api_error(
-    call: str, status: int, code: int | None, msg: str, log_id: str | None, reset: str | None
+    call: str,
+    status: int,
+    code: int | None,
+    msg: str,
+    log_id: str | None,
+    reset: str | None,
+    limit: str | None = None,
 ) -> AilyAPIError:
-    """The error for an answer with HTTP ``status`` and Aily ``code``; ``reset`` is the
-    ``x-ogw-ratelimit-reset`` header (seconds), read into ``retry_after`` of a 429."""
+    """The error for an answer with HTTP ``status`` and Aily ``code``; ``reset`` and ``limit``
+    are the ``x-ogw-ratelimit-reset`` (seconds) and ``x-ogw-ratelimit-limit`` headers, read
+    into ``retry_after`` and ``limit`` of a 429."""
     hint = HINTS.get(code, "") if code is not None else ""
     kwargs: dict[str, Any] = {
         "code": code,
@@ -310,7 +321,7 @@ def api_error(
         "hint": hint,
     }
     if status == 429 or code == RATE_LIMITED_CODE:
-        return AilyRateLimitError(msg, retry_after=_seconds(reset), **kwargs)
+        return AilyRateLimitError(msg, retry_after=_seconds(reset), limit=_count(limit), **kwargs)
     if code in AUTH_CODES:
         return AilyAuthError(msg, **kwargs)
     if code in PERMISSION_CODES:
@@ -322,6 +333,17 @@ def api_error(
     if code == INVALID_PARAMS_CODE:
         return AilyInvalidParamsError(msg, **kwargs)
     return AilyAPIError(msg, **kwargs)
+
+
+def _count(header: str | None) -> int | None:
+    """A positive whole number from a header, or ``None``."""
+    if not header or len(header) > 12:
+        return None
+    try:
+        value = int(header.strip())
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def _seconds(header: str | None) -> float | None:

@@ -6,8 +6,9 @@ themselves are :class:`~aily_async.TokenBucket` (``aily_async._buckets``), which
 window of a quota from its first grant on, starts full, and learns from the answers.
 
 A limiter may also take feedback (:class:`QuotaFeedback`): the client then calls ``confirm()``
-after each answer that is not a 429, and queues a call retried after a 429 with
-``acquire(first=True)``, so that call keeps its turn.
+after each answer that is not a 429, passes a 429's ``x-ogw-ratelimit-limit`` to
+``pause(..., limit=)``, and queues a call retried after a 429 with ``acquire(first=True)``, so
+that call keeps its turn.
 """
 
 from __future__ import annotations
@@ -71,12 +72,17 @@ class QuotaFeedback(Protocol):
     """A limiter that learns from the answers (optional; :class:`TokenBucket` is one).
 
     The client calls :meth:`confirm` once for every granted request answered with anything but
-    a 429 (a 429 goes to ``pause()``, as for any limiter), and retries a call answered 429 with
-    ``acquire(first=True)``.
+    a 429, tells :meth:`pause` of each 429 with the quota the answer named, and retries a call
+    answered 429 with ``acquire(first=True)``.
     """
 
     def confirm(self) -> None:
         """A granted request was answered, and not with 429."""
+        ...
+
+    async def pause(self, seconds: float, *, limit: int | None = None) -> None:
+        """A request was answered 429: grant nothing for ``seconds``; ``limit`` is the
+        answer's ``x-ogw-ratelimit-limit`` (which quota was full), ``None`` if it had none."""
         ...
 
     async def acquire(self, timeout: float | None = None, *, first: bool = False) -> None:

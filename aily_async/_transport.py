@@ -328,7 +328,14 @@ class Transport:
                 payload = data if form is None else form()
                 try:
                     result, _ = await self._exchange(
-                        call, method, url, path, headers, payload, params, attempts,
+                        call,
+                        method,
+                        url,
+                        path,
+                        headers,
+                        payload,
+                        params,
+                        attempts,
                         streamed=streamed,
                     )
                 except AilyRateLimitError:
@@ -353,8 +360,11 @@ class Transport:
                 return result
 
             async def quota_wait(exc: AilyRateLimitError, wait: float) -> None:
-                if limiter is not None:
-                    await limiter.pause(wait)  # every call of this limiter waits; ours queues
+                # Every call of this limiter waits; ours queues.
+                if feedback is not None:
+                    await feedback.pause(wait, limit=exc.limit)
+                elif limiter is not None:
+                    await limiter.pause(wait)
                 elif wait > 0:
                     await asyncio.sleep(wait)
 
@@ -405,7 +415,14 @@ class Transport:
         url = URL(self._base + TOKEN_PATH, encoded=True)
         headers = {"Content-Type": _JSON}
         answer, _ = await self._exchange(
-            TOKEN_CALL, "POST", url, TOKEN_PATH, headers, json.dumps(body).encode(), None, 1,
+            TOKEN_CALL,
+            "POST",
+            url,
+            TOKEN_PATH,
+            headers,
+            json.dumps(body).encode(),
+            None,
+            1,
             raw=True,
         )
         return answer

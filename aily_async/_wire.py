@@ -42,11 +42,12 @@ __all__ = ["AiohttpWire", "Answer", "StreamingWire", "Wire", "decode", "open_str
 
 class Answer:
     """What came back: the HTTP ``status``, the body bytes, the ``X-Tt-Logid`` header, the
-    ``x-ogw-ratelimit-reset`` header (seconds until the rate window resets) and the ``Date``
-    header (the server's clock). ``events`` is the open body of an event-stream answer (then
-    ``payload`` is empty), from :meth:`StreamingWire.stream` only."""
+    ``x-ogw-ratelimit-reset`` header (seconds until the rate window resets), the
+    ``x-ogw-ratelimit-limit`` header (the quota that was full) and the ``Date`` header (the
+    server's clock). ``events`` is the open body of an event-stream answer (then ``payload`` is
+    empty), from :meth:`StreamingWire.stream` only."""
 
-    __slots__ = ("date", "events", "log_id", "payload", "reset", "status")
+    __slots__ = ("date", "events", "limit", "log_id", "payload", "reset", "status")
 
     def __init__(
         self,
@@ -56,6 +57,7 @@ class Answer:
         reset: str | None = None,
         date: str | None = None,
         events: ByteStream | None = None,
+        limit: str | None = None,
     ) -> None:
         self.status = status
         self.payload = payload
@@ -63,6 +65,20 @@ class Answer:
         self.reset = reset
         self.date = date
         self.events = events
+        self.limit = limit
+
+    @classmethod
+    def of(cls, resp: aiohttp.ClientResponse, payload: bytes = b"") -> Answer:
+        """The answer of ``resp``, its headers read, with ``payload`` as its body."""
+        headers = resp.headers
+        return cls(
+            resp.status,
+            payload,
+            headers.get("X-Tt-Logid"),
+            headers.get("x-ogw-ratelimit-reset"),
+            headers.get("Date"),
+            limit=headers.get("x-ogw-ratelimit-limit"),
+        )
 
     def __repr__(self) -> str:
         return f"Answer(status={self.status}, {len(self.payload)} bytes, log_id={self.log_id!r})"
@@ -228,16 +244,8 @@ class AiohttpWire:
                 allow_redirects=False,
                 **options,
             ) as resp:
-                log_id = resp.headers.get("X-Tt-Logid")
-                payload = await self._read(resp, call, log_id)
-                headers_ = resp.headers
-                return Answer(
-                    resp.status,
-                    payload,
-                    log_id,
-                    headers_.get("x-ogw-ratelimit-reset"),
-                    headers_.get("Date"),
-                )
+                payload = await self._read(resp, call, resp.headers.get("X-Tt-Logid"))
+                return Answer.of(resp, payload)
         except asyncio.CancelledError:
             raise
         except _Resend:
@@ -280,19 +288,12 @@ class AiohttpWire:
                 allow_redirects=False,
                 **{**options, "timeout": timeout},
             )
-            log_id = resp.headers.get("X-Tt-Logid")
-            answer = Answer(
-                resp.status,
-                b"",
-                log_id,
-                resp.headers.get("x-ogw-ratelimit-reset"),
-                resp.headers.get("Date"),
-            )
+            answer = Answer.of(resp)
             if resp.status == 200 and resp.content_type == "text/event-stream":
                 answer.events = AiohttpBody(resp, call, read_timeout)
                 resp = None  # the reader closes it
             else:
-                answer.payload = await self._read(resp, call, log_id)
+                answer.payload = await self._read(resp, call, answer.log_id)
             return answer
         except asyncio.CancelledError:
             raise
@@ -372,7 +373,8 @@ def decode(call: str, answer: Answer, *, raw: bool = False) -> tuple[dict[str, A
         snippet = payload[:80].decode("utf-8", "replace").strip()
         what = "an empty body" if not payload else f"a non-JSON-object body: {snippet!r}"
         if status >= 500 or status == 429:
-            raise api_error(call, status, None, f"HTTP {status} with {what}", log_id, answer.reset)
+            msg = f"HTTP {status} with {what}"
+            raise api_error(call, status, None, msg, log_id, answer.reset, answer.limit)
         raise AilyResponseError(
             f"expected a JSON object, got {what}", call=call, http_status=status, log_id=log_id
         )
@@ -385,7 +387,8 @@ def decode(call: str, answer: Answer, *, raw: bool = False) -> tuple[dict[str, A
             log_id = err["log_id"]
     if isinstance(code, bool) or not isinstance(code, int):
         if status >= 400:
-            raise api_error(call, status, None, msg or f"HTTP {status}", log_id, answer.reset)
+            msg = msg or f"HTTP {status}"
+            raise api_error(call, status, None, msg, log_id, answer.reset, answer.limit)
         raise AilyResponseError(
             f"the answer has no integer 'code' (got {type(code).__name__})",
             call=call,
@@ -393,7 +396,7 @@ def decode(call: str, answer: Answer, *, raw: bool = False) -> tuple[dict[str, A
             log_id=log_id,
         )
     if code != 0 or status >= 400:
-        raise api_error(call, status, code, msg, log_id, answer.reset)
+        raise api_error(call, status, code, msg, log_id, answer.reset, answer.limit)
     if raw:
         return body, code
     data = body.get("data")

@@ -352,14 +352,17 @@ async def test_429_reset_wait_is_capped() -> None:
 
 
 async def test_429_persisting_raises_rate_limit_error(client: AilyClient, fake: FakeAily) -> None:
-    """A 429 that persists past the quota-wait cap raises AilyRateLimitError with retry_after;
-    429s spend no attempts, so the call is tried once per announced reset until the cap."""
-    fake.inject("skills.list", status=429, headers={"x-ogw-ratelimit-reset": "2"}, times=200)
+    """A 429 that persists past the quota-wait cap raises AilyRateLimitError with retry_after
+    and limit (the headers); 429s spend no attempts, so the call is tried once per announced
+    reset until the cap."""
+    headers = {"x-ogw-ratelimit-reset": "2", "x-ogw-ratelimit-limit": "1000"}
+    fake.inject("skills.list", status=429, headers=headers, times=200)
     with pytest.raises(AilyRateLimitError) as info:
         async for _ in client.skills.list(APP):
             pass
     error = info.value
     assert (error.code, error.http_status, error.retry_after) == (99991400, 429, 2.0)
+    assert error.limit == 1000
     # no_wait() makes each wait nil, counted as 1 s: max_quota_wait=120 allows 120 waits, and
     # the 121st 429 ends the call.
     assert counts(fake, "skills.list") == 121

@@ -260,14 +260,25 @@ def bare_client() -> AilyClient:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(status=STATUSES, payload=PAYLOADS, reset=RESET_HEADERS, raw=st.booleans())
+@given(
+    status=STATUSES,
+    payload=PAYLOADS,
+    reset=RESET_HEADERS,
+    limit=RESET_HEADERS,
+    raw=st.booleans(),
+)
 def test_decoder_answers_or_explains(
-    bare_client: AilyClient, status: int, payload: bytes, reset: str | None, raw: bool
+    bare_client: AilyClient,
+    status: int,
+    payload: bytes,
+    reset: str | None,
+    limit: str | None,
+    raw: bool,
 ) -> None:
     """``_decode`` returns a dict for a success envelope and raises an explaining AilyError for
     anything else (bad JSON, HTML, wrong types, redirects, error codes), never a builtin error."""
     try:
-        data, code = decode("runs.get", Answer(status, payload, None, reset), raw=raw)
+        data, code = decode("runs.get", Answer(status, payload, None, reset, limit=limit), raw=raw)
     except AilyError as exc:
         error: AilyError | None = exc
     else:
@@ -280,6 +291,9 @@ def test_decoder_answers_or_explains(
         if isinstance(error, AilyRateLimitError) and error.retry_after is not None:
             assert math.isfinite(error.retry_after), error.retry_after
             assert error.retry_after >= 0
+        if isinstance(error, AilyRateLimitError) and error.limit is not None:
+            assert isinstance(error.limit, int)
+            assert error.limit >= 1, error.limit
 
 
 @settings(max_examples=400, deadline=None)
@@ -379,7 +393,6 @@ def _seam_client(wire: _Wire) -> AilyClient:
         poll_interval=0.5,
         wire=wire,
     )
-
 
 
 async def _drain(iterator: Any) -> list[Any]:

@@ -430,3 +430,41 @@ def test_both_windows_of_other_calls_hold_against_a_strict_server() -> None:
     assert server.refused == []
     assert elapsed <= 61.0 + 20.0 * 1.1 + 1.0
 
+
+class _Recording(TokenBucket):
+    """A bucket that notes the ``limit`` of each 429 the client tells it of."""
+
+    __slots__ = ("limits",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: list[int | None] = []
+
+    async def pause(self, seconds: float, *, limit: int | None = None) -> None:
+        self.limits.append(limit)
+        await super().pause(seconds, limit=limit)
+
+
+@virtual_time
+async def test_the_limit_header_tells_which_window_was_full() -> None:
+    """A 429 from the 50-per-second window, at a moment when this process holds 60% of the
+    minute window: the answer's ``x-ogw-ratelimit-limit: 50`` reaches the bucket, which holds
+    back for the second only (guessing from its own grants, it would blame the fuller minute
+    window and stall until that minute is over)."""
+    windows = [(1000, 60.0), (50, 1.0)]
+    bucket = _Recording(1000, 60.0, also=[(50, 1.0)], ramp=False, name="sessions.create")
+    async with aily(
+        rate_limits={"sessions.create": windows},
+        client={"limiter": Limits(factory=lambda call, w: bucket)},
+    ) as (fake, client):
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(client.sessions.create() for _ in range(600)))  # 12 s
+        await asyncio.sleep(2.0)
+        fake.external_load("sessions.create", 50)  # someone else fills the second
+        began = loop.time()
+        await asyncio.gather(*(client.sessions.create() for _ in range(100)))
+        elapsed = loop.time() - began
+    assert fake.rate_limited["sessions.create"] >= 1
+    assert bucket.limits
+    assert set(bucket.limits) == {50}
+    assert elapsed <= 5.0, elapsed

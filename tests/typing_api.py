@@ -226,6 +226,7 @@ def errors(exc: Exception) -> None:
         assert_type(exc.log_id, str | None)
     if isinstance(exc, AilyRateLimitError):
         assert_type(exc.retry_after, float | None)
+        assert_type(exc.limit, int | None)
     if isinstance(exc, AilyValidationError):
         assert_type(exc.field, str)
         assert_type(exc.rule, str)
