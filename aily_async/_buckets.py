@@ -168,6 +168,12 @@ class TokenBucket:
         """Seconds until the bucket can grant again (0 when it can now), ignoring the queue."""
         return max(0.0, self._rule.next_in(self._now()))
 
+    def queue_wait(self) -> float:
+        """Seconds until a caller queued now would be granted, behind those waiting, if nothing
+        else changes (0 when at once): exact for the window rule at its current limits, which
+        the ramp and probes can only raise."""
+        return max(0.0, self._rule.queue_in(self._now(), self.waiting))
+
     async def acquire(self, timeout: float | None = None, *, first: bool = False) -> None:
         """Wait for a grant (FIFO). Raise :class:`LimiterTimeout` if none came in ``timeout`` s.
 

@@ -30,7 +30,7 @@ async def acquire_by(call: str, limiter: RateLimiter, deadline: float) -> None:
     schedule already shows it cannot (so a caller that would give up anyway spends nothing)."""
     remaining = deadline - asyncio.get_running_loop().time()
     if isinstance(limiter, LimiterState):
-        eta = limiter.next_grant_in() + limiter.waiting * limiter.interval
+        eta = limiter.queue_wait()
         if eta > remaining:
             raise DeadlineExceeded(
                 f"the rate limiter cannot grant within the call's deadline (next grant in about "

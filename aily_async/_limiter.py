@@ -108,6 +108,12 @@ class LimiterState(Protocol):
         """Seconds until the limiter can grant again (0 when it can now)."""
         ...
 
+    def queue_wait(self) -> float:
+        """Seconds until a caller queued now would be granted, behind the callers already
+        waiting, if nothing else changes (0 when at once). An estimate that errs short: what
+        a caller with a deadline is told before it queues."""
+        ...
+
 
 @runtime_checkable
 class LimiterSet(Protocol):

@@ -48,6 +48,11 @@ class Paced:
         """Seconds from ``now`` until a grant may be made (0 or less: now)."""
         return self._tat - self._tolerance - now
 
+    def queue_in(self, now: float, ahead: int) -> float:
+        """Seconds from ``now`` to the grant of a caller with ``ahead`` callers before it, if
+        nothing else is granted meanwhile (0 or less: now)."""
+        return max(self._tat, now) + ahead * self._interval - self._tolerance - now
+
     def untake(self, at: float) -> None:
         """Give back a grant made at ``at``: exact while nothing was granted later (grants of
         one instant commute), which holds as a granted task runs right after its grant."""

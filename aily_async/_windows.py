@@ -181,6 +181,23 @@ class Windows:
             ready = max(ready, self._ready_at(w, t))
         return min(ready, self._reset_ready_at(t)) - now
 
+    def queue_in(self, now: float, ahead: int) -> float:
+        """Seconds from ``now`` to the grant of a caller with ``ahead`` callers before it, if
+        nothing else is granted or answered meanwhile and the limits stay as learnt (the ramp
+        counted at the full rate, which it reaches within a window)."""
+        head = now + self.next_in(now)
+        grants = self.grants
+        ready = head
+        for w in self.windows:
+            limit = w.rate if w.history_until is not None else max(1, w.limit)
+            # Grant j waits for the token of the grant ``limit`` before it: for the old grants
+            # the record says when; the queue's own grants are ``span`` apart per ``limit``.
+            rounds, j = divmod(ahead, limit)
+            older = len(grants) + j - limit
+            start = head if older < 0 else max(head, grants[older] + w.span)
+            ready = max(ready, start + rounds * w.span)
+        return ready - now
+
     def _room_at(self, w: Window, t: float) -> float:
         """The earliest instant ``>= t`` at which ``w`` holds fewer than ``rate`` grants."""
         grants = self.grants

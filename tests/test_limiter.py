@@ -266,6 +266,45 @@ def test_timeouts_raise_limiter_timeout_on_time(scenario: Scenario) -> None:
         assert out.timed_out_at[i] == pytest.approx(reqs[i].at + timeout, abs=EPS)
 
 
+@PROPERTY
+@given(data=st.data(), kind=st.sampled_from(["window", "two windows", "paced"]))
+def test_queue_wait_tells_when_a_caller_queued_now_is_served(
+    data: st.DataObject, kind: str
+) -> None:
+    """``queue_wait()`` (what a call with a deadline is told before it queues) is the moment a
+    caller queued now is granted, behind everyone waiting, if nothing else happens: exactly for
+    one window and for the paced rule, never later than the truth for two windows."""
+    rate = data.draw(st.integers(1, 12), label="rate")
+    per = data.draw(st.floats(0.5, 60.0), label="per")
+    params: dict[str, Any] = {"rate": rate, "per": per}
+    if kind == "paced":
+        params["paced"] = True
+    else:
+        params["ramp"] = False
+    if kind == "two windows":
+        params["also"] = [(data.draw(st.integers(1, rate)), data.draw(st.floats(0.1, per)))]
+    moment = data.draw(st.floats(0.0, 3 * per), label="moment")
+    arrived = data.draw(st.lists(st.floats(0.0, 1.0), max_size=4 * rate), label="arrivals")
+
+    async def main() -> tuple[float, float]:
+        bucket = TokenBucket(**params)
+        loop = asyncio.get_running_loop()
+        for at in sorted(arrived):
+            loop.call_at(at * moment, lambda: loop.create_task(bucket.acquire()))
+        await asyncio.sleep(moment)
+        await asyncio.sleep(0)  # the arrivals of this very instant queue first
+        told = bucket.queue_wait()
+        began = loop.time()
+        await bucket.acquire()
+        return told, loop.time() - began
+
+    told, waited = run_pure(main())
+    if kind == "two windows":
+        assert told <= waited + EPS
+    else:
+        assert told == pytest.approx(waited, abs=1e-6)
+
+
 # -- the burst: a full bucket, then the window's pace ----------------------------------------
 
 

@@ -115,9 +115,7 @@ class BatchProgress:
         elif self.eta is not None:
             parts.append((1, f"ETA {_clock(self.eta)}"))
         if not self.finished and (self.limiter_waiting or self.limiter_wait >= 0.05):
-            parts.append(
-                (6, f"limiter {self.limiter_wait:.1f}s ({self.limiter_waiting} waiting)")
-            )
+            parts.append((6, f"limiter {self.limiter_wait:.1f}s ({self.limiter_waiting} waiting)"))
         return parts
 
     def __repr__(self) -> str:
@@ -325,7 +323,7 @@ def limiter_load(limiter: RateLimiter | None) -> tuple[float, int]:
         return 0.0, 0
     waiting = limiter.waiting
     try:
-        wait = limiter.next_grant_in() + waiting * limiter.interval
+        wait = limiter.queue_wait()
     except RuntimeError:  # no running loop
         wait = 0.0
     return wait, waiting

@@ -25,7 +25,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 
 from .._errors import LimiterTimeout
-from .._limiter import LimiterSet, LimiterState, RateLimiter
+from .._limiter import LimiterSet, LimiterState, QuotaFeedback, RateLimiter
 
 __all__ = ["EFFECT_CALLS", "QuotaDeferred", "QuotaGate", "before_send", "come_back", "eta"]
 
@@ -54,7 +54,7 @@ def eta(limiter: RateLimiter) -> float:
     if not isinstance(limiter, LimiterState):
         return 0.0
     try:
-        return max(0.0, limiter.next_grant_in() + limiter.waiting * limiter.interval)
+        return limiter.queue_wait()
     except RuntimeError:  # no running loop
         return 0.0
 
@@ -68,31 +68,43 @@ def come_back(wait: float, hold: float) -> float:
 
 
 class _Gated:
-    """The limiter of an effect call behind the gate (a :class:`RateLimiter` and, when its
-    limiter is one, a :class:`LimiterState`)."""
+    """The limiter of an effect call behind the gate (a :class:`RateLimiter`; when its limiter
+    is one, a :class:`LimiterState`; and it passes answers on to a limiter that learns from
+    them, a :class:`QuotaFeedback`)."""
 
-    __slots__ = ("_call", "_hold", "_inner")
+    __slots__ = ("_call", "_feedback", "_hold", "_inner")
 
     def __init__(self, call: str, inner: RateLimiter, hold: float) -> None:
         self._call = call
         self._inner = inner
+        self._feedback = inner if isinstance(inner, QuotaFeedback) else None
         self._hold = hold
 
-    async def acquire(self, timeout: float | None = None) -> None:
-        if timeout is not None and timeout <= self._hold:
-            await self._inner.acquire(timeout)  # the call's own deadline is the shorter wait
-        else:
-            try:
-                await self._inner.acquire(self._hold)
-            except LimiterTimeout:
-                retry_in = come_back(eta(self._inner), self._hold)
-                raise QuotaDeferred(self._call, retry_in) from None
+    async def acquire(self, timeout: float | None = None, *, first: bool = False) -> None:
+        own = timeout is not None and timeout <= self._hold  # the call's deadline is sooner
+        wait = timeout if own else self._hold
+        try:
+            if first and self._feedback is not None:
+                await self._feedback.acquire(wait, first=True)
+            else:
+                await self._inner.acquire(wait)
+        except LimiterTimeout:
+            if own:
+                raise
+            raise QuotaDeferred(self._call, come_back(eta(self._inner), self._hold)) from None
         hook = before_send.get()
         if hook is not None:
             await hook(self._call)
 
-    async def pause(self, seconds: float) -> None:
-        await self._inner.pause(seconds)
+    async def pause(self, seconds: float, *, limit: int | None = None) -> None:
+        if self._feedback is not None:
+            await self._feedback.pause(seconds, limit=limit)
+        else:
+            await self._inner.pause(seconds)
+
+    def confirm(self) -> None:
+        if self._feedback is not None:
+            self._feedback.confirm()
 
     @property
     def waiting(self) -> int:
@@ -107,6 +119,10 @@ class _Gated:
     def next_grant_in(self) -> float:
         inner = self._inner
         return inner.next_grant_in() if isinstance(inner, LimiterState) else 0.0
+
+    def queue_wait(self) -> float:
+        inner = self._inner
+        return inner.queue_wait() if isinstance(inner, LimiterState) else 0.0
 
     def __repr__(self) -> str:
         return f"<gated {self._call} hold={self._hold:g}s {self._inner!r}>"

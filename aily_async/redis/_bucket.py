@@ -190,6 +190,14 @@ class RedisTokenBucket:
             wait = max(wait, self._local.next_in(now))
         return max(0.0, wait)
 
+    def queue_wait(self) -> float:
+        """Seconds until a caller of this process queued now would be granted, behind this
+        process's waiters (0 when at once): at least :meth:`next_grant_in`, plus one window
+        for each full quota waiting ahead. Other processes' grants can only make it longer."""
+        waiting = self.waiting
+        rounds = max((waiting // r) * (p + m) for r, p, m in self._windows)
+        return self.next_grant_in() + rounds
+
     async def acquire(self, timeout: float | None = None, *, first: bool = False) -> None:
         """Wait for a grant (FIFO within the process; ``first=True`` at the head).
 

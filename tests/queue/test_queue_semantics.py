@@ -56,6 +56,9 @@ class Later:
     def next_grant_in(self) -> float:
         return self.after
 
+    def queue_wait(self) -> float:
+        return self.after
+
 
 class Set:
     def __init__(self, **limiters: Later) -> None:
