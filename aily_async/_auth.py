@@ -17,6 +17,11 @@ TOKEN_CALL = "auth.token"
 
 Fetch = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 
+#: After a failed fetch the next one waits this long, doubling while fetches keep failing, up
+#: to ``_MAX_GAP``: however many calls wait, a failing token endpoint sees a few fetches.
+_MIN_GAP = 0.1
+_MAX_GAP = 5.0
+
 
 class Credentials:
     """Where the ``Authorization`` header comes from. Never shows a secret in its repr."""
@@ -26,6 +31,8 @@ class Credentials:
         "_app_secret",
         "_expires_at",
         "_fixed",
+        "_gap",
+        "_next_at",
         "_pending",
         "_token",
         "_waiting",
@@ -39,6 +46,8 @@ class Credentials:
         self._expires_at = 0.0  # loop time after which the token must be refreshed
         self._pending: asyncio.Task[str] | None = None  # the one fetch under way
         self._waiting = 0  # callers awaiting it
+        self._next_at = 0.0  # loop time before which no fetch starts (one just failed)
+        self._gap = _MIN_GAP  # the wait after the next failure
 
     @property
     def app_id(self) -> str | None:
@@ -61,6 +70,8 @@ class Credentials:
     async def token(self, fetch: Fetch) -> str:
         """A valid token. When one must be fetched, every caller waiting meanwhile shares one
         fetch, and its failure: a caller retries (through its own retry loop) by calling again.
+        A fetch after a failed one waits out a gap first (0.1 s, doubling while they fail, at
+        most 5 s), shared like the fetch itself.
         """
         token = self.cached()
         if token is not None:
@@ -85,7 +96,16 @@ class Credentials:
                 pending.cancel()
 
     async def _fetch(self, fetch: Fetch, body: dict[str, str]) -> str:
-        answer = await fetch(body)
+        loop = asyncio.get_running_loop()
+        if self._next_at > loop.time():
+            await asyncio.sleep(self._next_at - loop.time())
+        try:
+            answer = await fetch(body)
+        except Exception:
+            self._next_at = loop.time() + self._gap
+            self._gap = min(_MAX_GAP, 2 * self._gap)
+            raise
+        self._gap = _MIN_GAP
         token = answer.get("tenant_access_token")
         expire = answer.get("expire")
         if not isinstance(token, str) or not token:
