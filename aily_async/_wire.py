@@ -373,14 +373,14 @@ def decode(call: str, answer: Answer, *, raw: bool = False) -> tuple[dict[str, A
         snippet = payload[:80].decode("utf-8", "replace").strip()
         what = "an empty body" if not payload else f"a non-JSON-object body: {snippet!r}"
         if status >= 500 or status == 429:
-            msg = f"HTTP {status} with {what}"
-            raise api_error(call, status, None, msg, log_id, answer.reset, answer.limit)
+            told = f"HTTP {status} with {what}"
+            raise api_error(call, status, None, told, log_id, answer.reset, answer.limit)
         raise AilyResponseError(
             f"expected a JSON object, got {what}", call=call, http_status=status, log_id=log_id
         )
     code = body.get("code")
-    msg = body.get("msg")
-    msg = msg if isinstance(msg, str) else ""
+    said = body.get("msg")
+    msg = said if isinstance(said, str) else ""
     if log_id is None:
         err = body.get("error")
         if isinstance(err, dict) and isinstance(err.get("log_id"), str):
