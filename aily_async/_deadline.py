@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ._errors import AilyError, DeadlineExceeded, LimiterTimeout
-from ._limiter import LimiterState, RateLimiter
+from ._limiter import RateLimiter, state_of
 
 __all__ = ["acquire_by", "bounded"]
 
@@ -29,8 +29,9 @@ async def acquire_by(call: str, limiter: RateLimiter, deadline: float) -> None:
     """Wait for a grant that comes before ``deadline``; fail at once when the limiter's
     schedule already shows it cannot (so a caller that would give up anyway spends nothing)."""
     remaining = deadline - asyncio.get_running_loop().time()
-    if isinstance(limiter, LimiterState):
-        eta = limiter.queue_wait()
+    state = state_of(limiter)
+    if state is not None:
+        eta = state.queue_wait()
         if eta > remaining:
             raise DeadlineExceeded(
                 f"the rate limiter cannot grant within the call's deadline (next grant in about "

@@ -28,7 +28,9 @@ __all__ = [
     "Limits",
     "QuotaFeedback",
     "RateLimiter",
+    "feedback_of",
     "limiter_set",
+    "state_of",
 ]
 
 #: The quotas of the Aily OpenAPI, per call, per app: ``(rate, per_seconds)``. Every other call
@@ -113,6 +115,29 @@ class LimiterState(Protocol):
         waiting, if nothing else changes (0 when at once). An estimate that errs short: what
         a caller with a deadline is told before it queues."""
         ...
+
+
+# Whether a limiter type meets a protocol, decided once per type: a runtime protocol check
+# costs microseconds, too much for every request.
+_MEETS: dict[tuple[type, type], bool] = {}
+
+
+def _meets(limiter: object, protocol: type) -> bool:
+    key = (type(limiter), protocol)
+    meets = _MEETS.get(key)
+    if meets is None:
+        meets = _MEETS[key] = isinstance(limiter, protocol)
+    return meets
+
+
+def feedback_of(limiter: RateLimiter) -> QuotaFeedback | None:
+    """``limiter`` if it learns from the answers (a :class:`QuotaFeedback`), else ``None``."""
+    return cast(QuotaFeedback, limiter) if _meets(limiter, QuotaFeedback) else None
+
+
+def state_of(limiter: RateLimiter) -> LimiterState | None:
+    """``limiter`` if it can tell how busy it is (a :class:`LimiterState`), else ``None``."""
+    return cast(LimiterState, limiter) if _meets(limiter, LimiterState) else None
 
 
 @runtime_checkable

@@ -48,7 +48,7 @@ from ._hooks import (
     sending,
 )
 from ._inflight import InFlight, Scope
-from ._limiter import LimiterSet, QuotaFeedback, RateLimiter
+from ._limiter import LimiterSet, RateLimiter, feedback_of
 from ._retry import (
     NotSent,
     Recover,
@@ -307,7 +307,7 @@ class Transport:
 
             # A limiter that learns from the answers is told of each one that was not a 429,
             # and a call answered 429 keeps its place at the head of the queue.
-            feedback = limiter if isinstance(limiter, QuotaFeedback) else None
+            feedback = None if limiter is None else feedback_of(limiter)
             refused = False
 
             async def attempt() -> dict[str, Any]:
