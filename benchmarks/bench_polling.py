@@ -1,6 +1,6 @@
 """Polling: detection delay, GETs per run and 429s of the shared and the frugal poll policies.
 
-    python benchmarks/bench_polling.py            # full run (about 2.5-3 minutes)
+    python benchmarks/bench_polling.py            # full run (about 6 minutes)
     python benchmarks/bench_polling.py --quick    # smoke run (about 25 s; rough figures)
 
 Two policies, each at 10, 50 and 300 active runs:
