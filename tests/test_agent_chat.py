@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 import pytest
+from _handles import FIXED, aily, client_tasks
 from _vloop import virtual_time
 
 from aily_async import (
@@ -28,32 +29,12 @@ from aily_async import (
     AilyTimeoutError,
     Answer,
     Limits,
-    PollPolicy,
     RetryPolicy,
 )
 from aily_async._wire import AiohttpWire
 from aily_async.testing import ChatPlan, FakeAily
 
 AGENT = "agent_7a1c"
-FIXED = PollPolicy(interval=0.5, backoff=1.5, max_interval=10.0, jitter=0.0, adaptive=False)
-
-
-@asynccontextmanager
-async def aily(
-    *, client: dict[str, Any] | None = None, **fake_options: Any
-) -> AsyncIterator[tuple[FakeAily, AilyClient]]:
-    """A FakeAily and a client for it (no limiter, retries without waiting)."""
-    options: dict[str, Any] = {
-        "retry": RetryPolicy.no_wait(),
-        "limiter": None,
-        "poll_interval": 0.5,
-    }
-    options.update(client or {})
-    async with (
-        FakeAily(**fake_options) as fake,
-        AilyClient("cli_test", "test-secret", base_url=fake.url, **options) as aily_client,
-    ):
-        yield fake, aily_client
 
 
 async def start(client: AilyClient, text: str = "hello", **options: Any) -> AgentChatHandle:
@@ -68,16 +49,6 @@ def gets(fake: FakeAily, handle: AgentChatHandle) -> list[float]:
         for r in fake.requests
         if r.route == "agents.chats.get" and r.path.endswith(f"/chats/{handle.id}")
     )
-
-
-def client_tasks() -> list[asyncio.Task[Any]]:
-    """Tasks besides the current one, leaving out the fake server's request handlers."""
-    current = asyncio.current_task()
-    return [
-        t
-        for t in asyncio.all_tasks()
-        if t is not current and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
-    ]
 
 
 # -- awaiting ---------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 import pytest
+from _handles import FIXED, aily, client_tasks
 from _vloop import virtual_time
 
 from aily_async import (
@@ -32,25 +32,6 @@ from aily_async._wire import AiohttpWire
 from aily_async.testing import FakeAily, RunPlan
 
 APP_ID = "spring_449d72db2f__c"
-FIXED = PollPolicy(interval=0.5, backoff=1.5, max_interval=10.0, jitter=0.0, adaptive=False)
-
-
-@asynccontextmanager
-async def aily(
-    *, client: dict[str, Any] | None = None, **fake_options: Any
-) -> AsyncIterator[tuple[FakeAily, AilyClient]]:
-    """A FakeAily and a client for it (no limiter, retries without waiting)."""
-    options: dict[str, Any] = {
-        "retry": RetryPolicy.no_wait(),
-        "limiter": None,
-        "poll_interval": 0.5,
-    }
-    options.update(client or {})
-    async with (
-        FakeAily(**fake_options) as fake,
-        AilyClient("cli_test", "test-secret", base_url=fake.url, **options) as aily_client,
-    ):
-        yield fake, aily_client
 
 
 async def start_run(client: AilyClient, **options: Any) -> RunHandle:
@@ -71,16 +52,6 @@ def create_time(fake: FakeAily, handle: RunHandle) -> float:
     """When the fake received the create of ``handle``'s run."""
     prefix = f"/open-apis/aily/v1/sessions/{handle.session_id}/runs"
     return next(r.time for r in fake.requests if r.route == "runs.create" and r.path == prefix)
-
-
-def client_tasks() -> list[asyncio.Task[Any]]:
-    """Tasks besides the current one, leaving out the fake server's request handlers."""
-    current = asyncio.current_task()
-    return [
-        t
-        for t in asyncio.all_tasks()
-        if t is not current and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
-    ]
 
 
 def sleep_timers() -> list[asyncio.TimerHandle]:
