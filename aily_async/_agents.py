@@ -77,44 +77,54 @@ class AgentSessions(Resource):
 
     __slots__ = ()
 
-    async def create(self, agent_id: str, *, name: str | None = None) -> AgentSession:
+    async def create(
+        self, agent_id: str, *, name: str | None = None, timeout: float | None = None
+    ) -> AgentSession:
         """Create a chat session (optionally named)."""
         call = "agents.sessions.create"
         aid = v.path_id(call, "agent_id", agent_id)
         body = {} if name is None else {"name": _text(call, "name", name, required=False)}
         data = await self._transport.request(
-            call, "POST", f"/agents/{aid}/sessions", body=body, safety="unsafe"
+            call, "POST", f"/agents/{aid}/sessions", body=body, safety="unsafe", timeout=timeout
         )
         return structure(call, data, AgentSession, "data")
 
-    async def get(self, agent_id: str, session_id: str) -> AgentSession:
+    async def get(
+        self, agent_id: str, session_id: str, *, timeout: float | None = None
+    ) -> AgentSession:
         """Fetch a chat session (with its ``turns``)."""
         call = "agents.sessions.get"
         aid = v.path_id(call, "agent_id", agent_id)
         sid = v.path_id(call, "session_id", session_id)
-        data = await self._transport.request(call, "GET", f"/agents/{aid}/sessions/{sid}")
+        data = await self._transport.request(
+            call, "GET", f"/agents/{aid}/sessions/{sid}", timeout=timeout
+        )
         return structure(call, data, AgentSession, "data")
 
-    def list(self, agent_id: str, *, page_size: int | None = None) -> AsyncIterator[AgentSession]:
+    def list(
+        self, agent_id: str, *, page_size: int | None = None, timeout: float | None = None
+    ) -> AsyncIterator[AgentSession]:
         """Iterate over the agent's chat sessions (all pages; the answer's page token is
-        ``next_page_token``)."""
+        ``next_page_token``); ``timeout`` bounds each page's request."""
         call = "agents.sessions.list"
         aid = v.path_id(call, "agent_id", agent_id)
         params = {} if page_size is None else {"page_size": _page_size(call, page_size)}
         path = f"/agents/{aid}/sessions"
         return pages(
             self._transport, call, path, "sessions", AgentSession, params,
-            token_key="next_page_token",
+            token_key="next_page_token", timeout=timeout,
         )
 
-    async def delete(self, agent_id: str, session_id: str) -> None:
+    async def delete(
+        self, agent_id: str, session_id: str, *, timeout: float | None = None
+    ) -> None:
         """Delete a chat session. Retried like every delete; a retry answered "not found"
         after an attempt that may have landed counts as done."""
         call = "agents.sessions.delete"
         aid = v.path_id(call, "agent_id", agent_id)
         sid = v.path_id(call, "session_id", session_id)
         await self._transport.request(
-            call, "DELETE", f"/agents/{aid}/sessions/{sid}", done_if_gone=True
+            call, "DELETE", f"/agents/{aid}/sessions/{sid}", done_if_gone=True, timeout=timeout
         )
 
 
@@ -200,19 +210,22 @@ class AgentChats(Resource):
         poll_interval: float | None = None,
         max_wait: float | None = None,
         terminal_statuses: Iterable[str] | None = None,
+        timeout: float | None = None,
     ) -> AgentChatHandle:
         """Send ``text`` to the agent (in ``session_id``, or wherever the service puts a chat
         without one) and return an :class:`AgentChatHandle`: ``await`` it for the reply.
 
         ``terminal_statuses`` add to :attr:`terminal_statuses` for this chat; ``max_wait``
-        replaces :attr:`max_wait`. Not retried once it may have reached the service.
+        replaces :attr:`max_wait`. ``timeout`` bounds the create call (the wait for the reply
+        has its own: ``max_wait``, ``wait(timeout)``). Not retried once it may have reached
+        the service.
         """
         call = "agents.chats.create"
         aid = v.path_id(call, "agent_id", agent_id)
         body = self._body(call, text, session_id, attachment_ids, stream=False)
         implied, wait = self._options(call, poll_interval, max_wait)
         data = await self._transport.request(
-            call, "POST", f"/agents/{aid}/chats", body=body, safety="unsafe"
+            call, "POST", f"/agents/{aid}/chats", body=body, safety="unsafe", timeout=timeout
         )
         chat_id = data.get("agent_chat_id")
         if not isinstance(chat_id, str) or not chat_id:
@@ -262,14 +275,21 @@ class AgentChats(Resource):
         )
 
     async def get(
-        self, agent_id: str, chat_id: str, *, session_id: str | None = None
+        self,
+        agent_id: str,
+        chat_id: str,
+        *,
+        session_id: str | None = None,
+        timeout: float | None = None,
     ) -> AgentChat:
         """Fetch a chat once. The answer does not name the chat's session: ``session_id``,
         when given, is copied into the result (handles pass the one they know)."""
         call = "agents.chats.get"
         aid = v.path_id(call, "agent_id", agent_id)
         cid = v.path_id(call, "chat_id", chat_id)
-        data = await self._transport.request(call, "GET", f"/agents/{aid}/chats/{cid}")
+        data = await self._transport.request(
+            call, "GET", f"/agents/{aid}/chats/{cid}", timeout=timeout
+        )
         chat = structure(call, data, AgentChat, "data")
         return AgentChat(
             agent_chat_id=chat_id,
@@ -308,12 +328,16 @@ class AgentArtifacts(Resource):
 
     __slots__ = ()
 
-    async def get(self, agent_id: str, artifact_id: str) -> AgentArtifact:
+    async def get(
+        self, agent_id: str, artifact_id: str, *, timeout: float | None = None
+    ) -> AgentArtifact:
         """Fetch an artifact (a name and a URL)."""
         call = "agents.artifacts.get"
         aid = v.path_id(call, "agent_id", agent_id)
         rid = v.path_id(call, "artifact_id", artifact_id)
-        data = await self._transport.request(call, "GET", f"/agents/{aid}/artifacts/{rid}")
+        data = await self._transport.request(
+            call, "GET", f"/agents/{aid}/artifacts/{rid}", timeout=timeout
+        )
         return model(call, data, "agent_artifact", AgentArtifact)
 
 
@@ -338,6 +362,7 @@ class AgentAttachments(Resource):
         doc_url: str | None = None,
         type: str | None = None,
         filename: str | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Upload a ``file`` (a path, bytes or a binary file object, streamed) and/or name a
         document by ``doc_url``; returns the attachment id to pass as ``attachment_ids``.
@@ -360,12 +385,17 @@ class AgentAttachments(Resource):
         path = f"/agents/{aid}/attachments"
         if file is None:
             data = await self._transport.request(
-                call, "POST", path, form=functools.partial(_fields_form, fields), safety="unsafe"
+                call,
+                "POST",
+                path,
+                form=functools.partial(_fields_form, fields),
+                safety="unsafe",
+                timeout=timeout,
             )
         else:
             async with Upload(call, file, filename=filename, fields=fields) as upload:
                 data = await self._transport.request(
-                    call, "POST", path, form=upload.form, safety="unsafe"
+                    call, "POST", path, form=upload.form, safety="unsafe", timeout=timeout
                 )
         attachment_id = data.get("agent_attachment_id")
         if not isinstance(attachment_id, str) or not attachment_id:
@@ -386,7 +416,9 @@ class Agents(Resource):
         self.artifacts = AgentArtifacts(transport)
         self.attachments = AgentAttachments(transport)
 
-    async def check_visibility(self, agent_id: str, channel_type: str) -> bool:
+    async def check_visibility(
+        self, agent_id: str, channel_type: str, *, timeout: float | None = None
+    ) -> bool:
         """Whether the calling user may see the agent in ``channel_type`` (values not
         documented). Takes a **user** access token (``AilyClient(user_access_token=...)``);
         the service refuses a tenant token."""
@@ -394,6 +426,6 @@ class Agents(Resource):
         aid = v.path_id(call, "agent_id", agent_id)
         body = {"channel_type": _text(call, "channel_type", channel_type, required=True)}
         data = await self._transport.request(
-            call, "POST", f"/agents/{aid}/agent_visibility/check", body=body
+            call, "POST", f"/agents/{aid}/agent_visibility/check", body=body, timeout=timeout
         )
         return structure(call, data.get("visibility"), bool, "data.visibility")

@@ -58,6 +58,7 @@ class AppStats(Resource):
         end_at: str,
         filter_type: str | None = None,
         page_size: int | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[AppStat]:
         """Iterate over every app's statistics from ``start_at`` to ``end_at`` (all pages)."""
         call = "app_stats.list"
@@ -69,7 +70,9 @@ class AppStats(Resource):
             params["filter_type"] = v.text(call, "filter_type", filter_type)
         if page_size is not None:
             params["page_size"] = str(v.positive_int(call, "page_size", page_size))
-        return pages(self._transport, call, "/app_stats", "items", AppStat, params)
+        return pages(
+            self._transport, call, "/app_stats", "items", AppStat, params, timeout=timeout
+        )
 
 
 nullable(AppOwner)

@@ -47,6 +47,7 @@ class DataAssets(Resource):
         filename: str | None = None,
         content_type: str | None = None,
         tenant_type: str | None = None,
+        timeout: float | None = None,
     ) -> DataAssetFile:
         """Upload a file for a data asset to import; returns its ``token`` and ``mime_type``
         (then :meth:`create` with a :class:`KnowledgeFile` holding them).
@@ -70,6 +71,7 @@ class DataAssets(Resource):
                 form=upload.form,
                 params=params,
                 safety="unsafe",
+                timeout=timeout,
             )
         return model(call, data, "file_info", DataAssetFile)
 
@@ -82,6 +84,7 @@ class DataAssets(Resource):
         import_knowledge_setting: KnowledgeImportSetting | Mapping[str, Any] | None = None,
         description: Mapping[str, str] | None = None,
         tenant_type: str | None = None,
+        timeout: float | None = None,
     ) -> DataAsset:
         """Create a data asset (its import goes on after this returns: poll :meth:`get` with
         ``with_connect_status=True``). ``description`` is a map such as ``{"zh_cn": "…"}``.
@@ -104,6 +107,7 @@ class DataAssets(Resource):
             body=body,
             params=_tenant(call, tenant_type),
             safety="unsafe",
+            timeout=timeout,
         )
         return model(call, data, "data_asset", DataAsset)
 
@@ -115,6 +119,7 @@ class DataAssets(Resource):
         with_items: bool = False,
         with_connect_status: bool = False,
         tenant_type: str | None = None,
+        timeout: float | None = None,
     ) -> DataAsset:
         """Fetch one data asset, with its ``items`` and/or its ``connect_status`` if asked."""
         call = "data_assets.get"
@@ -123,7 +128,7 @@ class DataAssets(Resource):
         params = _flags(call, with_items, with_connect_status)
         params.extend(_tenant(call, tenant_type))
         data = await self._transport.request(
-            call, "GET", f"/apps/{aid}/data_assets/{did}", params=params
+            call, "GET", f"/apps/{aid}/data_assets/{did}", params=params, timeout=timeout
         )
         return model(call, data, "data_asset", DataAsset)
 
@@ -137,6 +142,7 @@ class DataAssets(Resource):
         with_items: bool = False,
         with_connect_status: bool = False,
         page_size: int | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[DataAsset]:
         """Iterate over the app's data assets (all pages), optionally those matching
         ``keyword``, these ids, or carrying these tags."""
@@ -146,10 +152,15 @@ class DataAssets(Resource):
         params.extend(_filters(call, keyword, "data_asset_ids", data_asset_ids, page_size))
         params.extend(_ids(call, "data_asset_tag_ids", data_asset_tag_ids))
         path = f"/apps/{aid}/data_assets"
-        return pages(self._transport, call, path, "items", DataAsset, params)
+        return pages(self._transport, call, path, "items", DataAsset, params, timeout=timeout)
 
     async def delete(
-        self, app_id: str, data_asset_id: str, *, tenant_type: str | None = None
+        self,
+        app_id: str,
+        data_asset_id: str,
+        *,
+        tenant_type: str | None = None,
+        timeout: float | None = None,
     ) -> DataAsset:
         """Delete a data asset and return it as it was. Deleting is harmless to repeat, so it
         is retried; when a retry finds the asset already gone (an earlier attempt deleted it),
@@ -163,6 +174,7 @@ class DataAssets(Resource):
             f"/apps/{aid}/data_assets/{did}",
             params=_tenant(call, tenant_type),
             done_if_gone=True,
+            timeout=timeout,
         )
         if not data:
             return DataAsset(data_asset_id=data_asset_id)
@@ -181,6 +193,7 @@ class DataAssetTags(Resource):
         keyword: str | None = None,
         data_asset_tag_ids: Iterable[str] | None = None,
         page_size: int | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[DataAssetTag]:
         """Iterate over the app's data asset tags (all pages), optionally those matching
         ``keyword`` or with these ids."""
@@ -188,7 +201,7 @@ class DataAssetTags(Resource):
         aid = v.app_id(call, app_id)
         params = _filters(call, keyword, "data_asset_tag_ids", data_asset_tag_ids, page_size)
         path = f"/apps/{aid}/data_asset_tags"
-        return pages(self._transport, call, path, "items", DataAssetTag, params)
+        return pages(self._transport, call, path, "items", DataAssetTag, params, timeout=timeout)
 
 
 # -- arguments --------------------------------------------------------------------------------

@@ -66,10 +66,12 @@ class Knowledge(Resource):
         *,
         data_asset_ids: Iterable[str] | None = None,
         data_asset_tag_ids: Iterable[str] | None = None,
+        timeout: float | None = None,
     ) -> KnowledgeAnswer:
         """Ask ``question``, optionally only of some data assets or of the assets with some
         tags. An answer is work done on the service's side (and may be billed), so a failed
-        ask is sent again only when it certainly did not arrive."""
+        ask is sent again only when it certainly did not arrive. ``timeout`` (seconds) bounds
+        the whole call."""
         call = "knowledge.ask"
         aid = v.app_id(call, app_id)
         body: dict[str, Any] = {"message": {"content": v.text(call, "question", question)}}
@@ -78,7 +80,12 @@ class Knowledge(Resource):
         if data_asset_tag_ids is not None:
             body["data_asset_tag_ids"] = v.text_list(call, "data_asset_tag_ids", data_asset_tag_ids)
         data = await self._transport.request(
-            call, "POST", f"/apps/{aid}/knowledges/ask", body=body, safety="unsafe"
+            call,
+            "POST",
+            f"/apps/{aid}/knowledges/ask",
+            body=body,
+            safety="unsafe",
+            timeout=timeout,
         )
         return structure(call, data, KnowledgeAnswer, "data")
 

@@ -47,7 +47,7 @@ def structure(call: str, raw: Any, cls: type[M], where: str) -> M:
         raise AilyResponseError(f"could not read {cls.__name__}: {details}", call=call) from None
 
 
-async def pages(
+def pages(
     transport: Transport,
     call: str,
     path: str,
@@ -56,17 +56,37 @@ async def pages(
     params: Mapping[str, str],
     biz_user_id: str | None = None,
     token_key: str = "page_token",
+    timeout: float | None = None,
 ) -> AsyncIterator[M]:
     """Walk every page of a list call, yielding models (``params`` may repeat a key: a
     ``MultiDict``). The next page's token is read at ``token_key`` of the answer (else at
-    ``page_token``) and sent back as ``page_token``."""
+    ``page_token``) and sent back as ``page_token``. ``timeout`` bounds each page's request
+    (checked now, before anything is sent)."""
+    if timeout is not None:
+        timeout = v.seconds(call, "timeout", timeout)
+    return _walk(transport, call, path, key, cls, params, biz_user_id, token_key, timeout)
+
+
+async def _walk(
+    transport: Transport,
+    call: str,
+    path: str,
+    key: str,
+    cls: type[M],
+    params: Mapping[str, str],
+    biz_user_id: str | None,
+    token_key: str,
+    timeout: float | None,
+) -> AsyncIterator[M]:
     token: str | None = None
     seen: set[str] = set()
     while True:
         query = MultiDict(params)
         if token:
             query["page_token"] = token
-        data = await transport.request(call, "GET", path, params=query, biz_user_id=biz_user_id)
+        data = await transport.request(
+            call, "GET", path, params=query, biz_user_id=biz_user_id, timeout=timeout
+        )
         items = data.get(key) or []
         if not isinstance(items, list):
             raise AilyResponseError(f"data.{key} is not a list", call=call)
@@ -269,9 +289,11 @@ class Messages(Resource):
         with_partial_message: bool = False,
         page_size: int | None = None,
         biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[Message]:
         """Iterate over the session's messages (all pages), optionally those of one run;
-        ``with_partial_message`` includes messages still being written."""
+        ``with_partial_message`` includes messages still being written. ``timeout`` bounds
+        each page's request."""
         call = "messages.list"
         sid = v.session_id(call, session_id)
         params: dict[str, str] = {}
@@ -283,7 +305,9 @@ class Messages(Resource):
         if page_size is not None:
             params["page_size"] = str(v.page_size(call, page_size))
         path = f"/sessions/{sid}/messages"
-        return pages(self._transport, call, path, "messages", Message, params, biz_user_id)
+        return pages(
+            self._transport, call, path, "messages", Message, params, biz_user_id, timeout=timeout
+        )
 
 
 class Skills(Resource):
@@ -341,14 +365,21 @@ class Skills(Resource):
         return model(call, data, "skill", Skill)
 
     def list(
-        self, app_id: str, *, page_size: int | None = None, biz_user_id: str | None = None
+        self,
+        app_id: str,
+        *,
+        page_size: int | None = None,
+        biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[Skill]:
-        """Iterate over the app's skills (all pages)."""
+        """Iterate over the app's skills (all pages); ``timeout`` bounds each page's request."""
         call = "skills.list"
         aid = v.app_id(call, app_id)
         params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
         path = f"/apps/{aid}/skills"
-        return pages(self._transport, call, path, "skills", Skill, params, biz_user_id)
+        return pages(
+            self._transport, call, path, "skills", Skill, params, biz_user_id, timeout=timeout
+        )
 
 
 def _skill_body(

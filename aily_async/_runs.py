@@ -160,14 +160,22 @@ class Runs(Resource):
         return model(call, data, "run", Run)
 
     def list(
-        self, session_id: str, *, page_size: int | None = None, biz_user_id: str | None = None
+        self,
+        session_id: str,
+        *,
+        page_size: int | None = None,
+        biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[Run]:
-        """Iterate over the session's runs (all pages)."""
+        """Iterate over the session's runs (all pages); ``timeout`` bounds each page's
+        request."""
         call = "runs.list"
         sid = v.session_id(call, session_id)
         params = {"page_size": str(v.page_size(call, page_size))} if page_size is not None else {}
         path = f"/sessions/{sid}/runs"
-        return pages(self._transport, call, path, "runs", Run, params, biz_user_id)
+        return pages(
+            self._transport, call, path, "runs", Run, params, biz_user_id, timeout=timeout
+        )
 
     async def cancel(
         self,
@@ -197,6 +205,7 @@ class Runs(Resource):
         *,
         with_partial_message: bool = False,
         biz_user_id: str | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[Message]:
         """Iterate over the messages of one run (``messages.list`` with ``run_id``)."""
         return self._messages.list(
@@ -204,6 +213,7 @@ class Runs(Resource):
             run_id=run_id,
             with_partial_message=with_partial_message,
             biz_user_id=biz_user_id,
+            timeout=timeout,
         )
 
     def attach(self, run: Run, *, poll: PollPolicy | None = None) -> RunHandle:

@@ -4,7 +4,7 @@ attempts, waits); a call the limiter cannot serve in time fails at once, sending
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +20,7 @@ from aily_async import (
     RunWaitTimeout,
     TokenBucket,
 )
-from aily_async.testing import FakeAily, RunPlan
+from aily_async.testing import ROUTES, FakeAily, RunPlan
 
 APP_ID = "spring_449d72db2f__c"
 
@@ -139,3 +139,85 @@ async def test_runs_run_timeout_bounds_the_whole_round_trip() -> None:
         fake.inject("sessions.create", status=None, delay=10.0)
         with pytest.raises(DeadlineExceeded):
             await client.runs.run("q", app_id=APP_ID, timeout=5.0)
+
+
+# -- every call takes timeout= ---------------------------------------------------------------
+
+SID, RID, MID = "session_4dfunz7sp1g8m", "run_4dfunz7sp1g8m", "message_4dfunz7sp1g8m"
+SKILL, AGENT = "skill_6cc6166178ca", "agent_7a1c"
+
+
+async def drain(items: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in items]
+
+
+#: Each call, made with ``timeout=``: how to make it (an awaitable from a client and the
+#: timeout). The route is the call's name.
+CALLS: dict[str, Callable[[AilyClient, float], Awaitable[Any]]] = {
+    "sessions.create": lambda c, t: c.sessions.create(timeout=t),
+    "sessions.get": lambda c, t: c.sessions.get(SID, timeout=t),
+    "sessions.update": lambda c, t: c.sessions.update(SID, metadata={"a": 1}, timeout=t),
+    "sessions.delete": lambda c, t: c.sessions.delete(SID, timeout=t),
+    "messages.create": lambda c, t: c.messages.create(SID, "q", timeout=t),
+    "messages.get": lambda c, t: c.messages.get(SID, MID, timeout=t),
+    "messages.list": lambda c, t: drain(c.messages.list(SID, timeout=t)),
+    "runs.create": lambda c, t: c.runs.create(SID, app_id=APP_ID, timeout=t),
+    "runs.get": lambda c, t: c.runs.get(SID, RID, timeout=t),
+    "runs.list": lambda c, t: drain(c.runs.list(SID, timeout=t)),
+    "runs.cancel": lambda c, t: c.runs.cancel(SID, RID, timeout=t),
+    "skills.start": lambda c, t: c.skills.start(APP_ID, SKILL, query="q", timeout=t),
+    "skills.get": lambda c, t: c.skills.get(APP_ID, SKILL, timeout=t),
+    "skills.list": lambda c, t: drain(c.skills.list(APP_ID, timeout=t)),
+    "knowledge.ask": lambda c, t: c.knowledge.ask(APP_ID, "q", timeout=t),
+    "data_assets.create": lambda c, t: c.data_assets.create(
+        APP_ID, connect_type="import", source_type="file", timeout=t
+    ),
+    "data_assets.list": lambda c, t: drain(c.data_assets.list(APP_ID, timeout=t)),
+    "data_assets.get": lambda c, t: c.data_assets.get(APP_ID, "asset_1", timeout=t),
+    "data_assets.delete": lambda c, t: c.data_assets.delete(APP_ID, "asset_1", timeout=t),
+    "data_assets.upload_file": lambda c, t: c.data_assets.upload_file(APP_ID, b"x", timeout=t),
+    "data_asset_tags.list": lambda c, t: drain(c.data_asset_tags.list(APP_ID, timeout=t)),
+    "app_stats.list": lambda c, t: drain(
+        c.app_stats.list(start_at="1700000000", end_at="1700086400", timeout=t)
+    ),
+    "agents.sessions.create": lambda c, t: c.agents.sessions.create(AGENT, timeout=t),
+    "agents.sessions.get": lambda c, t: c.agents.sessions.get(AGENT, "s1", timeout=t),
+    "agents.sessions.list": lambda c, t: drain(c.agents.sessions.list(AGENT, timeout=t)),
+    "agents.sessions.delete": lambda c, t: c.agents.sessions.delete(AGENT, "s1", timeout=t),
+    "agents.chats.create": lambda c, t: c.agents.chats.create(AGENT, "hi", timeout=t),
+    "agents.chats.get": lambda c, t: c.agents.chats.get(AGENT, "c1", timeout=t),
+    "agents.artifacts.get": lambda c, t: c.agents.artifacts.get(AGENT, "a1", timeout=t),
+    "agents.attachments.create": lambda c, t: c.agents.attachments.create(
+        AGENT, doc_url="https://example.com/d", timeout=t
+    ),
+    "agents.check_visibility": lambda c, t: c.agents.check_visibility(AGENT, "im", timeout=t),
+}
+
+
+def test_the_table_has_every_route_of_the_api() -> None:
+    """The table below covers every call FakeAily serves (the whole API)."""
+    assert set(CALLS) == set(ROUTES)
+
+
+@pytest.mark.parametrize("route", sorted(CALLS))
+@virtual_time
+async def test_every_call_ends_at_its_deadline(route: str) -> None:
+    """Each of the API's calls takes ``timeout=``: an answer delayed past it ends the call with
+    DeadlineExceeded at the deadline (for a list, its page's request), naming the call."""
+    async with aily() as (fake, client):
+        fake.inject(route, status=None, delay=30.0)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(DeadlineExceeded) as info:
+            await CALLS[route](client, 2.0)
+        assert 2.0 <= loop.time() - began < 2.1
+        assert info.value.call == route
+
+
+@pytest.mark.parametrize("route", sorted(CALLS))
+async def test_every_call_refuses_a_bad_timeout_before_sending(route: str) -> None:
+    """A bad ``timeout=`` is an AilyValidationError naming the field, before any request."""
+    async with aily() as (fake, client):
+        with pytest.raises(AilyValidationError, match="timeout"):
+            await CALLS[route](client, -1.0)
+        assert fake.route_counts().get(route, 0) == 0
