@@ -101,15 +101,15 @@ class Credentials:
             await asyncio.sleep(self._next_at - loop.time())
         try:
             answer = await fetch(body)
+            token = answer.get("tenant_access_token")
+            if not isinstance(token, str) or not token:
+                raise ValueError("the token answer has no tenant_access_token")
         except Exception:
             self._next_at = loop.time() + self._gap
             self._gap = min(_MAX_GAP, 2 * self._gap)
             raise
         self._gap = _MIN_GAP
-        token = answer.get("tenant_access_token")
         expire = answer.get("expire")
-        if not isinstance(token, str) or not token:
-            raise ValueError("the token answer has no tenant_access_token")
         if not isinstance(expire, int | float) or isinstance(expire, bool) or expire <= 0:
             expire = 7200
         # Refresh ahead of expiry: 5 minutes early, or a fifth of a short lifetime.

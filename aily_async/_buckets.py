@@ -170,8 +170,8 @@ class TokenBucket:
 
     def queue_wait(self) -> float:
         """Seconds until a caller queued now would be granted, behind those waiting, if nothing
-        else changes (0 when at once): exact for the window rule at its current limits, which
-        the ramp and probes can only raise."""
+        else changes (0 when at once): never later than that grant, and exact for a window
+        bucket that has learnt no lower limit (and for the paced rule)."""
         return max(0.0, self._rule.queue_in(self._now(), self.waiting))
 
     async def acquire(self, timeout: float | None = None, *, first: bool = False) -> None:

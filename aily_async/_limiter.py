@@ -118,15 +118,19 @@ class LimiterState(Protocol):
 
 
 # Whether a limiter type meets a protocol, decided once per type: a runtime protocol check
-# costs microseconds, too much for every request.
+# costs microseconds, too much for every request. A type with ``__getattr__`` may answer
+# differently per instance (a forwarding wrapper, a mock): it is checked every time.
 _MEETS: dict[tuple[type, type], bool] = {}
 
 
 def _meets(limiter: object, protocol: type) -> bool:
-    key = (type(limiter), protocol)
+    kind = type(limiter)
+    key = (kind, protocol)
     meets = _MEETS.get(key)
     if meets is None:
-        meets = _MEETS[key] = isinstance(limiter, protocol)
+        meets = isinstance(limiter, protocol)
+        if not hasattr(kind, "__getattr__"):
+            _MEETS[key] = meets
     return meets
 
 

@@ -183,17 +183,18 @@ class Windows:
 
     def queue_in(self, now: float, ahead: int) -> float:
         """Seconds from ``now`` to the grant of a caller with ``ahead`` callers before it, if
-        nothing else is granted or answered meanwhile and the limits stay as learnt (the ramp
-        counted at the full rate, which it reaches within a window)."""
+        nothing else is granted meanwhile: never later than that grant. The queue's head waits
+        :meth:`next_in`; behind it each window is counted at its full rate, since a limit
+        learnt from a 429 can rise again (the reset's slot, the probes) and the ramp ends
+        within a window. Exact while nothing limits a window below its rate."""
         head = now + self.next_in(now)
         grants = self.grants
         ready = head
         for w in self.windows:
-            limit = w.rate if w.history_until is not None else max(1, w.limit)
-            # Grant j waits for the token of the grant ``limit`` before it: for the old grants
-            # the record says when; the queue's own grants are ``span`` apart per ``limit``.
-            rounds, j = divmod(ahead, limit)
-            older = len(grants) + j - limit
+            # Grant j waits for the token of the grant ``rate`` before it: for the old grants
+            # the record says when; the queue's own grants are ``span`` apart per ``rate``.
+            rounds, j = divmod(ahead, w.rate)
+            older = len(grants) + j - w.rate
             start = head if older < 0 else max(head, grants[older] + w.span)
             ready = max(ready, start + rounds * w.span)
         return ready - now

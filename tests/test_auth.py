@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -188,3 +189,21 @@ def test_repr_never_shows_the_secret() -> None:
     assert "hidden-secret-123" not in repr(client)
     fixed = AilyClient(tenant_access_token="t-hidden-token-456")
     assert "t-hidden-token-456" not in repr(fixed)
+
+
+@virtual_time
+async def test_failed_fetches_are_spaced_by_a_doubling_gap() -> None:
+    """After a failed token fetch (a 5xx, or an answer with no token) the next one waits 0.1 s,
+    then 0.2 s, 0.4 s, …, however many calls wait; a fetch that succeeds resets the gap."""
+    async with FakeAily() as fake:
+        fake.inject("auth", status=200, body={"code": 0, "msg": "ok", "expire": 7200}, times=2)
+        fake.inject("auth", status=503, times=1)
+        async with make_client(fake) as client:
+            for _ in range(2):  # an answer with no token is not retried: each call fails
+                with pytest.raises(AilyResponseError):
+                    await client.sessions.create()
+            await asyncio.gather(*(client.sessions.create() for _ in range(10)))
+        times = [r.time for r in fake.requests if r.route == "auth"]
+        assert len(times) == 4  # junk, junk, 503, then the token the 10 calls share
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert gaps == pytest.approx([0.1, 0.2, 0.4], abs=0.01)

@@ -31,6 +31,7 @@ from aily_async import (
     RateLimiter,
     TokenBucket,
 )
+from aily_async._limiter import feedback_of, state_of
 
 T = TypeVar("T")
 
@@ -273,7 +274,8 @@ def test_queue_wait_tells_when_a_caller_queued_now_is_served(
 ) -> None:
     """``queue_wait()`` (what a call with a deadline is told before it queues) is the moment a
     caller queued now is granted, behind everyone waiting, if nothing else happens: exactly for
-    one window and for the paced rule, never later than the truth for two windows."""
+    one window and for the paced rule, never later than the truth for two windows or after a
+    429 (whose reset slot and probes can grant sooner than the limit it taught)."""
     rate = data.draw(st.integers(1, 12), label="rate")
     per = data.draw(st.floats(0.5, 60.0), label="per")
     params: dict[str, Any] = {"rate": rate, "per": per}
@@ -285,12 +287,19 @@ def test_queue_wait_tells_when_a_caller_queued_now_is_served(
         params["also"] = [(data.draw(st.integers(1, rate)), data.draw(st.floats(0.1, per)))]
     moment = data.draw(st.floats(0.0, 3 * per), label="moment")
     arrived = data.draw(st.lists(st.floats(0.0, 1.0), max_size=4 * rate), label="arrivals")
+    # A 429 before the moment (its pause and what the bucket learns), or none.
+    refused = data.draw(
+        st.none() | st.tuples(st.floats(0.0, 1.0), st.floats(0.0, per)), label="429"
+    )
 
     async def main() -> tuple[float, float]:
         bucket = TokenBucket(**params)
         loop = asyncio.get_running_loop()
         for at in sorted(arrived):
             loop.call_at(at * moment, lambda: loop.create_task(bucket.acquire()))
+        if refused is not None:
+            at, seconds = refused
+            loop.call_at(at * moment, lambda: loop.create_task(bucket.pause(seconds)))
         await asyncio.sleep(moment)
         await asyncio.sleep(0)  # the arrivals of this very instant queue first
         told = bucket.queue_wait()
@@ -299,7 +308,7 @@ def test_queue_wait_tells_when_a_caller_queued_now_is_served(
         return told, loop.time() - began
 
     told, waited = run_pure(main())
-    if kind == "two windows":
+    if kind == "two windows" or refused is not None:
         assert told <= waited + EPS
     else:
         assert told == pytest.approx(waited, abs=1e-6)
@@ -878,3 +887,32 @@ def test_confirm_outside_a_loop_is_harmless() -> None:
     bucket = TokenBucket(3, 1.0)
     bucket.confirm()
     assert bucket.waiting == 0
+
+
+def test_a_forwarding_wrapper_is_judged_per_instance() -> None:
+    """``feedback_of`` decides once per limiter type, except for a type with ``__getattr__``
+    (a forwarding wrapper, a mock), whose instances may differ: each is judged on its own."""
+
+    class Plain:
+        async def acquire(self, timeout: float | None = None) -> None:
+            return None
+
+        async def pause(self, seconds: float) -> None:
+            return None
+
+    class Forward:
+        def __init__(self, inner: object) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    learning = Forward(TokenBucket(5, 1.0))
+    plain = Forward(Plain())
+    assert feedback_of(learning) is learning  # type: ignore[arg-type]
+    assert feedback_of(plain) is None  # type: ignore[arg-type]
+    assert feedback_of(Plain()) is None
+    bucket = TokenBucket(5, 1.0)
+    assert feedback_of(bucket) is bucket
+    assert state_of(bucket) is bucket
+    assert state_of(Plain()) is None

@@ -54,7 +54,7 @@ def eta(limiter: RateLimiter) -> float:
     if not isinstance(limiter, LimiterState):
         return 0.0
     try:
-        return limiter.queue_wait()
+        return max(0.0, limiter.queue_wait())
     except RuntimeError:  # no running loop
         return 0.0
 
