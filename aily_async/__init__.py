@@ -95,7 +95,7 @@ from ._uploads import FileSource
 from ._wire import Answer, Wire
 from .batch import Batch, BatchProgress, BatchResult, BatchRun, ProgressBar
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "AGENT_CHAT_TERMINAL_STATUSES",

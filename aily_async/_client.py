@@ -42,6 +42,12 @@ class AilyClient:
     use inside the running loop, and sends every call through one transport that adds the
     token, the rate limiter, retries, decoding and error mapping.
 
+    The calls, by group: ``client.sessions``, ``client.messages``, ``client.runs`` (``run()``
+    for a whole round trip, ``create()`` for an awaitable :class:`RunHandle`),
+    ``client.skills``, ``client.knowledge``, ``client.data_assets``,
+    ``client.data_asset_tags``, ``client.app_stats`` and ``client.agents``; ``client.batch``
+    runs many of them. Every call takes ``timeout=`` (seconds), which bounds all it does.
+
     Credentials: ``app_id``/``app_secret`` of the Feishu self-built app (default: the
     ``FEISHU_APP_ID``/``FEISHU_APP_SECRET`` environment variables), or a fixed
     ``tenant_access_token`` or ``user_access_token``.

@@ -21,7 +21,7 @@ async def bounded(call: str, timeout: float, request: Awaitable[dict[str, Any]])
         raise
     except asyncio.TimeoutError:
         raise DeadlineExceeded(
-            f"no answer within the call's timeout of {timeout:g}s", call=call
+            f"no answer within the call's timeout of {timeout:.3g}s", call=call
         ) from None
 
 

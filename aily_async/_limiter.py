@@ -220,7 +220,13 @@ class Limits:
         return limiter
 
     def __repr__(self) -> str:
-        return f"Limits({', '.join(f'{k}={v!r}' for k, v in sorted(self._limiters.items()))})"
+        def quota(windows: tuple[tuple[int, float], ...]) -> str:
+            return " and ".join(f"{rate}/{per:g}s" for rate, per in windows)
+
+        quotas = [f"{call}={quota(w)}" for call, w in sorted(self._quotas.items())]
+        quotas.append(f"default={quota(self._default)}")
+        made = ", ".join(sorted(self._limiters))
+        return f"Limits({', '.join(quotas)}; in use: {made or 'none yet'})"
 
 
 class _Default(enum.Enum):

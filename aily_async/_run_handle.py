@@ -69,7 +69,7 @@ def _changed(old: Run, new: Run) -> bool:
 
 def _expired(run: Run, timeout: float) -> BaseException:
     return RunWaitTimeout(
-        f"run {run.id} still {run.status.value} after {timeout:g}s "
+        f"run {run.id} still {run.status.value} after {timeout:.3g}s "
         "(it goes on server-side; wait again to resume)",
         call="runs.wait",
         run=run,

@@ -244,9 +244,44 @@ class Runs(Resource):
         ``session_id`` is given), create a run, wait for it, return it with its answer.
 
         ``timeout`` bounds the whole round trip: each step gets what is left of it. Past it,
-        :class:`DeadlineExceeded` (a step's call) or :class:`RunWaitTimeout` (the wait: the run
-        goes on server-side).
+        :class:`DeadlineExceeded` naming the step it passed in, or :class:`RunWaitTimeout`
+        while waiting for the run (which goes on server-side: ``client.runs.attach(exc.run)``
+        waits again).
         """
+        try:
+            return await self._round_trip(
+                content,
+                app_id=app_id,
+                session_id=session_id,
+                content_type=content_type,
+                skill_id=skill_id,
+                skill_input=skill_input,
+                metadata=metadata,
+                timeout=timeout,
+                poll=poll,
+                biz_user_id=biz_user_id,
+            )
+        except DeadlineExceeded as exc:
+            if exc.call == "runs.run":
+                raise
+            raise DeadlineExceeded(
+                f"the round trip's timeout of {timeout:g}s ran out: {exc}", call="runs.run"
+            ) from exc
+
+    async def _round_trip(
+        self,
+        content: str,
+        *,
+        app_id: str,
+        session_id: str | None,
+        content_type: str,
+        skill_id: str | None,
+        skill_input: str | Mapping[str, Any] | None,
+        metadata: str | Mapping[str, Any] | None,
+        timeout: float | None,
+        poll: PollPolicy | None,
+        biz_user_id: str | None,
+    ) -> RunResult:
         call = "runs.run"
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + v.seconds(call, "timeout", timeout)

@@ -137,8 +137,12 @@ async def test_runs_run_timeout_bounds_the_whole_round_trip() -> None:
             await client.runs.run("q", app_id=APP_ID, timeout=5.0)
         assert 5.0 <= loop.time() - began < 5.2
         fake.inject("sessions.create", status=None, delay=10.0)
-        with pytest.raises(DeadlineExceeded):
+        with pytest.raises(DeadlineExceeded) as info:
             await client.runs.run("q", app_id=APP_ID, timeout=5.0)
+        # Named after the call the user made and its timeout, with the step it ran out in.
+        assert info.value.call == "runs.run"
+        assert str(info.value).startswith("runs.run: the round trip's timeout of 5s ran out")
+        assert "sessions.create" in str(info.value)
 
 
 # -- every call takes timeout= ---------------------------------------------------------------

@@ -135,7 +135,7 @@ async def test_forty_waits_ride_through_a_five_second_token_outage() -> None:
         refused = [r for r in fake.requests if r.route == "auth" and r.status == 503]
         assert refused, "the outage was not met"
         # The 40 pollers share each fetch and the gaps after a failed one (0.1 s, doubling):
-        # a handful of fetches, not one per poll attempt (0.1.0's code sent about 300).
+        # a handful of fetches, not one per poll attempt (without the gap: about 300).
         assert len(refused) <= 8, len(refused)
 
 

@@ -916,3 +916,15 @@ def test_a_forwarding_wrapper_is_judged_per_instance() -> None:
     assert feedback_of(bucket) is bucket
     assert state_of(bucket) is bucket
     assert state_of(Plain()) is None
+
+
+def test_limits_repr_shows_the_quotas_and_the_calls_in_use() -> None:
+    """``repr(Limits...)`` tells the quotas it enforces (scaled ones too) and the calls that
+    have a bucket so far."""
+    limits = Limits.scaled(0.05)
+    assert repr(limits) == (
+        "Limits(runs.create=100/3s, skills.start=100/3s, default=1000/3s and 50/0.05s; "
+        "in use: none yet)"
+    )
+    limits.for_call("runs.get")
+    assert repr(limits).endswith("; in use: runs.get)")
