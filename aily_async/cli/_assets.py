@@ -1,9 +1,10 @@
-"""The ``aily ask`` and ``aily assets`` commands: ask an app's knowledge; upload, list, get and
-delete its data assets."""
+"""The ``aily ask`` and ``aily assets`` commands: ask an app's knowledge; upload, create, list,
+get and delete its data assets."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ __all__ = [
     "add_ask_command",
     "add_assets_command",
     "ask_command",
+    "assets_create",
     "assets_delete",
     "assets_get",
     "assets_list",
@@ -64,6 +66,45 @@ async def assets_upload(args: argparse.Namespace) -> int:
         print_json(info)
     else:
         print(f"{info.token}\t{info.mime_type or ''}")
+    return EXIT_OK
+
+
+def _json_object(name: str, text: str | None) -> dict[str, Any] | None:
+    """An option holding a JSON object, parsed (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+async def assets_create(args: argparse.Namespace) -> int:
+    """``aily assets create APP``: create a data asset (from an uploaded file's token, or any
+    import setting given as JSON); print its id (the asset with --json)."""
+    setting = _json_object("--setting", args.setting)
+    if args.file_token is not None:
+        if setting is not None:
+            raise UsageError("give --file-token or --setting, not both")
+        file = {"token": args.file_token, "mime_type": args.mime_type, "title": args.title}
+        setting = {"file": {key: value for key, value in file.items() if value is not None}}
+    elif args.mime_type is not None or args.title is not None:
+        raise UsageError("--mime-type and --title go with --file-token")
+    async with make_client(args) as client:
+        asset = await client.data_assets.create(
+            args.app,
+            connect_type=args.connect_type,
+            source_type=args.source_type,
+            import_knowledge_setting=setting,
+            description=_json_object("--description", args.description),
+        )
+    if args.json:
+        print_json(asset)
+    else:
+        print(asset.data_asset_id)
     return EXIT_OK
 
 
@@ -148,8 +189,10 @@ def add_ask_command(commands: Commands, conn: argparse.ArgumentParser) -> None:
 
 
 def add_assets_command(commands: Commands, conn: argparse.ArgumentParser) -> None:
-    """Add ``aily assets upload|list|get|delete`` to the ``aily`` parser."""
-    assets = commands.add_parser("assets", help="upload, list, get or delete data assets")
+    """Add ``aily assets upload|create|list|get|delete`` to the ``aily`` parser."""
+    assets = commands.add_parser(
+        "assets", help="upload, create, list, get or delete data assets"
+    )
     sub = assets.add_subparsers(title="assets commands", metavar="COMMAND")
     upload = sub.add_parser(
         "upload",
@@ -157,7 +200,7 @@ def add_assets_command(commands: Commands, conn: argparse.ArgumentParser) -> Non
         help="upload a file for a data asset",
         description=(
             "Upload FILE (streamed) for a data asset of APP to import; print its token and MIME "
-            "type (then create the asset with them, from Python)."
+            "type (then: aily assets create APP --file-token TOKEN ...)."
         ),
     )
     upload.add_argument("app", metavar="APP", help="Aily app id")
@@ -165,6 +208,31 @@ def add_assets_command(commands: Commands, conn: argparse.ArgumentParser) -> Non
     upload.add_argument("--filename", help="the name to send (default: FILE's base name)")
     upload.add_argument("--content-type", help="the MIME type (default: guessed from the name)")
     upload.set_defaults(handler=assets_upload)
+    create = sub.add_parser(
+        "create",
+        parents=[conn],
+        help="create a data asset",
+        description=(
+            "Create a data asset of APP and print its id; its import goes on after this "
+            "returns (watch it with: aily assets get APP ID). The values of --connect-type "
+            "and --source-type are the service's (the SDK documents none)."
+        ),
+    )
+    create.add_argument("app", metavar="APP", help="Aily app id")
+    create.add_argument("--connect-type", required=True, help="how the asset is connected")
+    create.add_argument("--source-type", required=True, help="what kind of source it is")
+    create.add_argument("--file-token", help="the token `aily assets upload` printed")
+    create.add_argument("--mime-type", help="with --file-token: the file's MIME type")
+    create.add_argument("--title", help="with --file-token: the file's title")
+    create.add_argument(
+        "--setting",
+        metavar="JSON",
+        help='the whole import setting as a JSON object, e.g. {"lark_doc": {"url": "..."}}',
+    )
+    create.add_argument(
+        "--description", metavar="JSON", help='a JSON object such as {"zh_cn": "..."}'
+    )
+    create.set_defaults(handler=assets_create)
     listing = sub.add_parser(
         "list",
         parents=[conn],

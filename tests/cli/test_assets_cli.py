@@ -1,9 +1,9 @@
-"""``aily ask`` and ``aily assets upload|list|get|delete`` against a FakeAily on a thread: what
-they print, ``--json``, and the exit statuses and error style of the other commands."""
+"""``aily ask`` and ``aily assets upload|create|list|get|delete`` against a FakeAily on a
+thread: what they print, ``--json``, and the exit statuses and error style of the other
+commands."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from test_cli import ThreadedFake, aily, assert_clean_error, env
 
-from aily_async import AilyClient
 from aily_async.cli import main
 
 APP = "spring_449d72db2f__c"
@@ -35,7 +34,14 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 @pytest.mark.parametrize(
     "command",
-    [["ask"], ["assets"], ["assets", "upload"], ["assets", "list"], ["assets", "get"]],
+    [
+        ["ask"],
+        ["assets"],
+        ["assets", "upload"],
+        ["assets", "create"],
+        ["assets", "list"],
+        ["assets", "get"],
+    ],
     ids=" ".join,
 )
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,8 +55,9 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 def test_upload_list_get_ask_delete(
     server: ThreadedFake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Upload prints the token and type; list prints id, status and label; get prints JSON;
-    ask prints the answer (JSON with --json); delete prints the id."""
+    """Upload prints the token and type; create (from that token) prints the new id; list
+    prints id, status and label; get prints JSON; ask prints the answer (JSON with --json);
+    delete prints the id."""
     path = tmp_path / "policy.txt"
     path.write_text("Refunds take 7 days.\n")
     status, out, _ = _run(capsys, "assets", "upload", APP, str(path), "--no-throttle")
@@ -64,15 +71,20 @@ def test_upload_list_get_ask_delete(
     )
     assert json.loads(out)["mime_type"] == "text/markdown"
 
-    async def create() -> str:
-        async with AilyClient("cli_test", "secret", base_url=server.url) as client:
-            setting = {"file": {"token": token, "title": "Policy"}}
-            asset = await client.data_assets.create(
-                APP, connect_type="direct", source_type="file", import_knowledge_setting=setting
-            )
-            return asset.data_asset_id
-
-    asset_id = asyncio.run(create())
+    status, out, _ = _run(
+        capsys, "assets", "create", APP, "--connect-type", "direct", "--source-type", "file",
+        "--file-token", token, "--title", "Policy", "--description", '{"zh_cn": "退款"}',
+    )  # fmt: skip
+    assert status == 0
+    asset_id = out.strip()
+    created = server.fake.requests[-1]
+    assert created.route == "data_assets.create"
+    assert created.json == {
+        "connect_type": "direct",
+        "source_type": "file",
+        "import_knowledge_setting": {"file": {"token": token, "title": "Policy"}},
+        "description": {"zh_cn": "退款"},
+    }
     status, out, _ = _run(capsys, "assets", "list", APP)
     assert (status, out) == (0, f"{asset_id}\tSUCCESS\tPolicy\n")
     status, out, _ = _run(capsys, "assets", "list", APP, "--json", "--items", "--keyword", "refund")
@@ -107,4 +119,11 @@ def test_errors_exit_like_the_other_commands(server: ThreadedFake, tmp_path: Pat
     assert_clean_error(proc, 2, r"file must be a readable file")
     proc = aily("ask", APP, "", environ=env(server.url))
     assert_clean_error(proc, 2, r"question must not be empty")
+    create = ("assets", "create", APP, "--connect-type", "c", "--source-type", "s")
+    proc = aily(*create, "--setting", "[1]", environ=env(server.url))
+    assert_clean_error(proc, 2, r"--setting must be a JSON object, got list")
+    proc = aily(*create, "--file-token", "t", "--setting", "{}", environ=env(server.url))
+    assert_clean_error(proc, 2, r"give --file-token or --setting, not both")
+    proc = aily(*create, "--title", "T", environ=env(server.url))
+    assert_clean_error(proc, 2, r"--mime-type and --title go with --file-token")
     assert all(r.route == "data_assets.get" for r in server.fake.requests if r.route != "auth")
