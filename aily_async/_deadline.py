@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ._errors import AilyError, DeadlineExceeded, LimiterTimeout
-from ._limiter import RateLimiter, state_of
+from ._limiter import LimiterState, RateLimiter
 
 __all__ = ["acquire_by", "bounded"]
 
@@ -25,11 +25,13 @@ async def bounded(call: str, timeout: float, request: Awaitable[dict[str, Any]])
         ) from None
 
 
-async def acquire_by(call: str, limiter: RateLimiter, deadline: float) -> None:
+async def acquire_by(
+    call: str, limiter: RateLimiter, deadline: float, state: LimiterState | None
+) -> None:
     """Wait for a grant that comes before ``deadline``; fail at once when the limiter's
-    schedule already shows it cannot (so a caller that would give up anyway spends nothing)."""
+    schedule (``state``: the limiter, if it can tell) already shows it cannot, so a caller
+    that would give up anyway spends nothing."""
     remaining = deadline - asyncio.get_running_loop().time()
-    state = state_of(limiter)
     if state is not None:
         eta = state.queue_wait()
         if eta > remaining:

@@ -28,9 +28,7 @@ __all__ = [
     "Limits",
     "QuotaFeedback",
     "RateLimiter",
-    "feedback_of",
     "limiter_set",
-    "state_of",
 ]
 
 #: The quotas of the Aily OpenAPI, per call, per app: ``(rate, per_seconds)``. Every other call
@@ -115,33 +113,6 @@ class LimiterState(Protocol):
         waiting, if nothing else changes (0 when at once). An estimate that errs short: what
         a caller with a deadline is told before it queues."""
         ...
-
-
-# Whether a limiter type meets a protocol, decided once per type: a runtime protocol check
-# costs microseconds, too much for every request. A type with ``__getattr__`` may answer
-# differently per instance (a forwarding wrapper, a mock): it is checked every time.
-_MEETS: dict[tuple[type, type], bool] = {}
-
-
-def _meets(limiter: object, protocol: type) -> bool:
-    kind = type(limiter)
-    key = (kind, protocol)
-    meets = _MEETS.get(key)
-    if meets is None:
-        meets = isinstance(limiter, protocol)
-        if not hasattr(kind, "__getattr__"):
-            _MEETS[key] = meets
-    return meets
-
-
-def feedback_of(limiter: RateLimiter) -> QuotaFeedback | None:
-    """``limiter`` if it learns from the answers (a :class:`QuotaFeedback`), else ``None``."""
-    return cast(QuotaFeedback, limiter) if _meets(limiter, QuotaFeedback) else None
-
-
-def state_of(limiter: RateLimiter) -> LimiterState | None:
-    """``limiter`` if it can tell how busy it is (a :class:`LimiterState`), else ``None``."""
-    return cast(LimiterState, limiter) if _meets(limiter, LimiterState) else None
 
 
 @runtime_checkable

@@ -48,7 +48,7 @@ from ._hooks import (
     sending,
 )
 from ._inflight import InFlight, Scope
-from ._limiter import LimiterSet, RateLimiter, feedback_of
+from ._limiter import LimiterSet, LimiterState, QuotaFeedback, RateLimiter
 from ._retry import (
     NotSent,
     Recover,
@@ -107,6 +107,7 @@ class Transport:
         self._state: State = "unopened"
         self._inflight = InFlight()
         self._reserved: dict[asyncio.Task[Any] | None, str] = {}  # see reserve()
+        self._limiting: dict[str, _Limiting] = {}  # see limiting()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -119,11 +120,6 @@ class Transport:
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
         return self._state == "closed"
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """The retry policy in force."""
-        return self._retry
 
     @property
     def wire(self) -> Wire:
@@ -188,6 +184,18 @@ class Transport:
     def limiter_for(self, call: str) -> RateLimiter | None:
         """The limiter that ``call`` goes through (``None`` when throttling is off)."""
         return None if self._limits is None else self._limits.for_call(call)
+
+    def limiting(self, call: str) -> _Limiting | None:
+        """The limiter of ``call`` with what it can do beyond a :class:`RateLimiter`, decided
+        once per limiter (a runtime protocol check costs microseconds, too much for every
+        request); ``None`` when throttling is off."""
+        if self._limits is None:
+            return None
+        limiter = self._limits.for_call(call)
+        known = self._limiting.get(call)
+        if known is None or known.limiter is not limiter:
+            known = self._limiting[call] = _Limiting(limiter)
+        return known
 
     async def reserve(self, call: str) -> None:
         """Wait for a grant of ``call`` now, and hold it for the current task's next request
@@ -278,14 +286,15 @@ class Transport:
             raise AilyValidationError(
                 "body", f"must be JSON-serialisable UTF-8 ({exc})", call=call
             ) from None
-        limiter = self.limiter_for(call)
+        limiting = self.limiting(call)
+        limiter = None if limiting is None else limiting.limiter
         # Tracked while inside (a plain try, not a Scope: two coroutines less per call).
         task = self.enter(call)
         try:
             if self._call_start_hooks:
                 await emit(self._call_start_hooks, CallStartEvent(call, method, path))
             granted = bool(self._reserved) and self._reserved.pop(task, None) == call
-            if limiter is not None and not granted:
+            if limiting is not None and not granted:
                 # The first grant is queued for here, before the retry machinery exists: a
                 # call waiting on the limiter (thousands of pollers, say) keeps a shallow
                 # stack. The token comes first, so a grant reaches the server promptly and the
@@ -295,9 +304,9 @@ class Transport:
                     with contextlib.suppress(NotSent):
                         await self._token(call)
                 if deadline is None:
-                    await limiter.acquire()
+                    await limiting.limiter.acquire()
                 else:
-                    await acquire_by(call, limiter, deadline)
+                    await acquire_by(call, limiting.limiter, deadline, limiting.state)
                 granted = True
             url = URL(self._api + path, encoded=True)
             headers = {"Content-Type": _JSON} if form is None else {}
@@ -307,7 +316,7 @@ class Transport:
 
             # A limiter that learns from the answers is told of each one that was not a 429,
             # and a call answered 429 keeps its place at the head of the queue.
-            feedback = None if limiter is None else feedback_of(limiter)
+            feedback = None if limiting is None else limiting.feedback
             refused = False
 
             async def attempt() -> dict[str, Any]:
@@ -327,7 +336,7 @@ class Transport:
                 headers["Authorization"] = f"Bearer {token}"
                 payload = data if form is None else form()
                 try:
-                    result, _ = await self._exchange(
+                    result = await self._exchange(
                         call,
                         method,
                         url,
@@ -414,7 +423,7 @@ class Transport:
         """One token exchange: its failures count as failed attempts of the call waiting."""
         url = URL(self._base + TOKEN_PATH, encoded=True)
         headers = {"Content-Type": _JSON}
-        answer, _ = await self._exchange(
+        return await self._exchange(
             TOKEN_CALL,
             "POST",
             url,
@@ -425,7 +434,6 @@ class Transport:
             1,
             raw=True,
         )
-        return answer
 
     async def _exchange(
         self,
@@ -440,7 +448,7 @@ class Transport:
         *,
         raw: bool = False,
         streamed: Streamed | None = None,
-    ) -> tuple[dict[str, Any], int | None]:
+    ) -> dict[str, Any]:
         """One HTTP exchange: send, decode, log, count, tell the hooks. No retries here."""
         if self._request_hooks:
             await emit(self._request_hooks, RequestEvent(call, method, path, attempt))
@@ -464,9 +472,9 @@ class Transport:
             self.server_clock.observe(answer.date)
             if streamed is not None and answer.events is not None:
                 streamed.events = answer.events  # an event stream: the caller reads it
-                return {}, None
+                return {}
             result, code = decode(call, answer, raw=raw)
-            return result, code
+            return result
         except AilyError as exc:
             error = exc
             if isinstance(exc, AilyAPIError):
@@ -495,6 +503,18 @@ class Transport:
                         call, method, path, attempt, elapsed, status, code, log_id, error
                     ),
                 )
+
+
+class _Limiting:
+    """A call's limiter, and the same limiter as a :class:`QuotaFeedback` and as a
+    :class:`LimiterState` when it is one (else ``None``)."""
+
+    __slots__ = ("feedback", "limiter", "state")
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+        self.feedback = limiter if isinstance(limiter, QuotaFeedback) else None
+        self.state = limiter if isinstance(limiter, LimiterState) else None
 
 
 def _nothing() -> dict[str, Any]:

@@ -17,7 +17,7 @@ INTERNAL: dict[str, set[str]] = {
     # The code-to-class mapping behind every API error.
     "_errors": {"api_error"},
     # How the client builds its limiters from the ``limiter=`` option.
-    "_limiter": {"LimiterOption", "feedback_of", "limiter_set", "state_of"},
+    "_limiter": {"LimiterOption", "limiter_set"},
     # The per-task "a request leaves" hook batches use.
     "_hooks": {"sending"},
     # Resource classes are reached as ``client.sessions`` etc., never built by users; the

@@ -31,7 +31,6 @@ from aily_async import (
     RateLimiter,
     TokenBucket,
 )
-from aily_async._limiter import feedback_of, state_of
 
 T = TypeVar("T")
 
@@ -887,35 +886,6 @@ def test_confirm_outside_a_loop_is_harmless() -> None:
     bucket = TokenBucket(3, 1.0)
     bucket.confirm()
     assert bucket.waiting == 0
-
-
-def test_a_forwarding_wrapper_is_judged_per_instance() -> None:
-    """``feedback_of`` decides once per limiter type, except for a type with ``__getattr__``
-    (a forwarding wrapper, a mock), whose instances may differ: each is judged on its own."""
-
-    class Plain:
-        async def acquire(self, timeout: float | None = None) -> None:
-            return None
-
-        async def pause(self, seconds: float) -> None:
-            return None
-
-    class Forward:
-        def __init__(self, inner: object) -> None:
-            self._inner = inner
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._inner, name)
-
-    learning = Forward(TokenBucket(5, 1.0))
-    plain = Forward(Plain())
-    assert feedback_of(learning) is learning  # type: ignore[arg-type]
-    assert feedback_of(plain) is None  # type: ignore[arg-type]
-    assert feedback_of(Plain()) is None
-    bucket = TokenBucket(5, 1.0)
-    assert feedback_of(bucket) is bucket
-    assert state_of(bucket) is bucket
-    assert state_of(Plain()) is None
 
 
 def test_limits_repr_shows_the_quotas_and_the_calls_in_use() -> None:

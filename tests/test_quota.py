@@ -19,12 +19,13 @@ import bisect
 import math
 import random
 import statistics
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _fake_client import fake_and_client
 from _vloop import run_virtual, virtual_time
 
 from aily_async import (
@@ -42,16 +43,11 @@ APP_ID = "spring_449d72db2f__c"
 SKILL = "skill_echo"
 
 
-@asynccontextmanager
-async def aily(
-    *, client: dict[str, Any] | None = None, **fake_options: Any
-) -> AsyncIterator[tuple[FakeAily, AilyClient]]:
+def aily(
+    *, client: dict[str, Any] | None = None, **fake: Any
+) -> AbstractAsyncContextManager[tuple[FakeAily, AilyClient]]:
     """A FakeAily and a client for it (the client's default limiter and retries)."""
-    async with (
-        FakeAily(**fake_options) as fake,
-        AilyClient("cli_test", "test-secret", base_url=fake.url, **(client or {})) as aily_client,
-    ):
-        yield fake, aily_client
+    return fake_and_client({}, client, **fake)
 
 
 def max_in_window(times: Sequence[float], length: float) -> int:
@@ -468,3 +464,55 @@ async def test_the_limit_header_tells_which_window_was_full() -> None:
     assert bucket.limits
     assert set(bucket.limits) == {50}
     assert elapsed <= 5.0, elapsed
+
+
+class _Counting(TokenBucket):
+    """A bucket that counts the answers the client confirms."""
+
+    __slots__ = ("confirmed",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.confirmed = 0
+
+    def confirm(self) -> None:
+        self.confirmed += 1
+        super().confirm()
+
+
+class _Plain:
+    """A limiter with only what every limiter has: no confirm(), no acquire(first=)."""
+
+    async def acquire(self, timeout: float | None = None) -> None:
+        return None
+
+    async def pause(self, seconds: float) -> None:
+        return None
+
+
+class _Copying:
+    """A wrapper that takes on whatever methods its limiter has (so two instances of this one
+    class may differ in what they can do)."""
+
+    def __init__(self, inner: object) -> None:
+        for name in ("acquire", "pause", "confirm"):
+            if hasattr(inner, name):
+                setattr(self, name, getattr(inner, name))
+
+
+@virtual_time
+async def test_what_a_limiter_can_do_is_judged_per_limiter_not_per_class() -> None:
+    """Two limiters of one class, one around a plain limiter and one around a learning
+    bucket, in either order: the plain one is never sent confirm(), the bucket gets one per
+    answer (whether a limiter takes feedback is decided per limiter, once)."""
+    for order in ("plain first", "bucket first"):
+        bucket = _Counting(100, 60.0, ramp=False)
+        limiters = [_Copying(_Plain()), _Copying(bucket)]
+        if order == "bucket first":
+            limiters.reverse()
+        for limiter in limiters:
+            async with aily(client={"limiter": limiter}) as (fake, client):
+                for _ in range(3):
+                    await client.sessions.create()
+                assert fake.route_counts()["sessions.create"] == 3
+        assert bucket.confirmed == 3, order

@@ -72,12 +72,14 @@ class _Gated:
     is one, a :class:`LimiterState`; and it passes answers on to a limiter that learns from
     them, a :class:`QuotaFeedback`)."""
 
-    __slots__ = ("_call", "_feedback", "_hold", "_inner")
+    __slots__ = ("_call", "_feedback", "_hold", "_inner", "_state")
 
     def __init__(self, call: str, inner: RateLimiter, hold: float) -> None:
         self._call = call
         self._inner = inner
+        # What the inner limiter can do beyond a RateLimiter, decided once.
         self._feedback = inner if isinstance(inner, QuotaFeedback) else None
+        self._state = inner if isinstance(inner, LimiterState) else None
         self._hold = hold
 
     async def acquire(self, timeout: float | None = None, *, first: bool = False) -> None:
@@ -108,21 +110,17 @@ class _Gated:
 
     @property
     def waiting(self) -> int:
-        inner = self._inner
-        return inner.waiting if isinstance(inner, LimiterState) else 0
+        return 0 if self._state is None else self._state.waiting
 
     @property
     def interval(self) -> float:
-        inner = self._inner
-        return inner.interval if isinstance(inner, LimiterState) else 0.0
+        return 0.0 if self._state is None else self._state.interval
 
     def next_grant_in(self) -> float:
-        inner = self._inner
-        return inner.next_grant_in() if isinstance(inner, LimiterState) else 0.0
+        return 0.0 if self._state is None else self._state.next_grant_in()
 
     def queue_wait(self) -> float:
-        inner = self._inner
-        return inner.queue_wait() if isinstance(inner, LimiterState) else 0.0
+        return 0.0 if self._state is None else self._state.queue_wait()
 
     def __repr__(self) -> str:
         return f"<gated {self._call} hold={self._hold:g}s {self._inner!r}>"
