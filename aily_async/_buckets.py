@@ -47,8 +47,8 @@ from ._windows import Windows
 
 __all__ = ["TokenBucket"]
 
-# The longest pause a 429 can impose (a larger reset is taken as a day).
-_MAX_PAUSE = 86400.0
+#: The longest pause a 429 can impose (a larger reset is taken as a day).
+MAX_PAUSE = 86400.0
 
 
 def check_window(rate: object, per: object) -> tuple[int, float]:
@@ -58,6 +58,17 @@ def check_window(rate: object, per: object) -> tuple[int, float]:
     if not isinstance(per, int | float) or not per > 0 or not math.isfinite(per):
         raise ValueError(f"per must be a positive number of seconds, got {per!r}")
     return rate, float(per)
+
+
+def window_specs(
+    rate: object, per: object, also: Iterable[tuple[int, float]], margin: float | None
+) -> list[tuple[int, float, float]]:
+    """The ``(rate, per, margin)`` of every window of a bucket, checked: the main one first,
+    then ``also``; each margin is ``margin`` or the window's :func:`default_margin`."""
+    if margin is not None and (not margin >= 0 or not math.isfinite(margin)):
+        raise ValueError(f"margin must be >= 0, got {margin!r}")
+    windows = [check_window(rate, per), *(check_window(r, p) for r, p in also)]
+    return [(r, p, default_margin(p) if margin is None else float(margin)) for r, p in windows]
 
 
 def default_margin(per: float) -> float:
@@ -98,10 +109,8 @@ class TokenBucket:
         clock: Callable[[], float] | None = None,
         name: str = "",
     ) -> None:
-        rate, per = check_window(rate, per)
-        windows = [(rate, per), *(check_window(r, p) for r, p in also)]
-        if margin is not None and (not margin >= 0 or not math.isfinite(margin)):
-            raise ValueError(f"margin must be >= 0, got {margin!r}")
+        windows = window_specs(rate, per, also, margin)
+        rate, per, own_margin = windows[0]
         if not confirm_after > 0 or not math.isfinite(confirm_after):
             raise ValueError(f"confirm_after must be a positive number, got {confirm_after!r}")
         self._rate = rate
@@ -114,13 +123,9 @@ class TokenBucket:
                 burst = max(1, int(rate * 0.02))
             if not isinstance(burst, int) or not 1 <= burst <= rate:
                 raise ValueError(f"burst must be from 1 to rate ({rate}), got {burst!r}")
-            self._rule = Paced(rate, per, default_margin(per) if margin is None else margin, burst)
+            self._rule = Paced(rate, per, own_margin, burst)
         else:
-            self._rule = Windows(
-                [(r, p, default_margin(p) if margin is None else margin) for r, p in windows],
-                ramp=ramp,
-                confirm_after=confirm_after,
-            )
+            self._rule = Windows(windows, ramp=ramp, confirm_after=confirm_after)
         self._waiters: deque[asyncio.Future[float]] = deque()
         self._nfirst = 0  # waiters queued at the head (acquire(first=True)), done ones included
         self._timer: asyncio.TimerHandle | None = None
@@ -223,7 +228,7 @@ class TokenBucket:
         """
         if not seconds >= 0:  # NaN or negative: no pause, still a 429
             seconds = 0.0
-        self._rule.refused(self._now(), min(float(seconds), _MAX_PAUSE), limit)
+        self._rule.refused(self._now(), min(float(seconds), MAX_PAUSE), limit)
         if self._waiters:  # what was learnt may move the next grant either way
             self._arm(asyncio.get_running_loop())
 

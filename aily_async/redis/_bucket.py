@@ -19,14 +19,12 @@ import secrets
 from collections import deque
 from collections.abc import Iterable
 
-from .._buckets import TokenBucket, check_window, default_margin
+from .._buckets import MAX_PAUSE, TokenBucket, window_specs
 from .._errors import AilyRateLimiterError, LimiterTimeout
 from .._windows import Windows
 from ._backend import OnFailure, RedisBackend, RedisDown, RedisLike, check_on_failure
 
 __all__ = ["RedisTokenBucket"]
-
-_MAX_PAUSE = 86400.0
 
 
 class RedisTokenBucket:
@@ -101,10 +99,7 @@ class RedisTokenBucket:
         also = list(also)
         # Validates every argument as TokenBucket does.
         shape = TokenBucket(rate, per, also=also, margin=margin, confirm_after=confirm_after)
-        self._windows = [
-            (r, p, default_margin(p) if margin is None else float(margin))
-            for r, p in [check_window(rate, per), *(check_window(r, p) for r, p in also)]
-        ]
+        self._windows = window_specs(rate, per, also, margin)
         self._owns_backend = not isinstance(redis, RedisBackend)
         self._backend = (
             redis
@@ -236,7 +231,7 @@ class RedisTokenBucket:
         if self._acked < self._seq:
             self._acked += 1
         self._probes.clear()  # the round is over; a refused probe proved nothing
-        seconds = min(float(seconds), _MAX_PAUSE) if seconds >= 0 else 0.0  # NaN: 0
+        seconds = min(float(seconds), MAX_PAUSE) if seconds >= 0 else 0.0  # NaN: 0
         loop = asyncio.get_running_loop()
         try:
             _, now_us, _ = await self._backend.run(
@@ -334,7 +329,7 @@ class RedisTokenBucket:
             # Back from an outage, or Redis lost the record: our grants of the window count.
             returning = backend.down_since is not None or self._local is not None
             seeds = self._seeds(now) if self._reseed or returning else []
-            expect = len(self._seeds(now + 0.1)) // 2  # ours surely still in the record
+            expect = int(self._holds_ours(now + 0.1))  # ours surely still in the record
             try:
                 granted, wait_us, probe, now_us, after_us, before = await backend.run(
                     "acquire",
@@ -385,10 +380,21 @@ class RedisTokenBucket:
         while mine and mine[0][0] <= at_us - self._longest * 1e6:
             mine.popleft()
 
+    def _since(self, now: float) -> float:
+        """Where the longest window that ends at ``now`` (loop time) starts, on Redis' clock
+        (µs)."""
+        return now * 1e6 + self._offset_us - self._longest * 1e6
+
     def _seeds(self, now: float) -> list[int | str]:
         """Our grants of the longest window, as ``score, member`` pairs for the script."""
-        since = now * 1e6 + self._offset_us - self._longest * 1e6
+        since = self._since(now)
         return [x for at, member in self._mine if at > since for x in (at, member)]
+
+    def _holds_ours(self, now: float) -> bool:
+        """Whether the record should still hold one of our grants at ``now`` (newest first:
+        an answer at the first look, nearly always)."""
+        since = self._since(now)
+        return any(at > since for at, _ in reversed(self._mine))
 
     def _answered(self, loop: asyncio.AbstractEventLoop, now_us: int) -> None:
         """Note an answer of Redis (read at ``now_us`` on its clock)."""

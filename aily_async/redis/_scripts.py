@@ -14,8 +14,8 @@ clock, exact in Lua's doubles; numbers are written with ``'%.0f'`` (Lua's defaul
 14 digits). ``ARGV`` starts with the windows: their number ``n``, then ``rate``, ``span`` (µs:
 ``per + margin``) and ``per`` (µs) for each; each script's own arguments follow.
 
-* ``acquire`` (confirm_after, lead, member, grants of the caller's expected, confirmed probes,
-  grants to seed) grants now,
+* ``acquire`` (confirm_after, lead, member, whether grants of the caller's are expected (0 or
+  1), confirmed probes, grants to seed) grants now,
   reserves a grant at most ``lead`` µs away (then the caller sleeps until it), or answers how
   long to wait: ``{granted, wait, probe, now, next wait, grants recorded before}``.
 * ``refused`` (pause, limit) learns from a 429: ``{pause until, now, window}``.
@@ -27,10 +27,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-__all__ = ["SCRIPTS", "Script"]
+from .._windows import MAX_BACKOFF  # the local window rule's, so both probe alike
 
-#: Windows a limit lowered by a 429 waits before it is probed again, at most.
-MAX_BACKOFF = 8
+__all__ = ["SCRIPTS", "Script"]
 
 _PRELUDE = f"""
 if redis.replicate_commands then pcall(redis.replicate_commands) end
