@@ -4,9 +4,10 @@ client for it, a fixed poll schedule, and the client's own tasks."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
+
+from _fake_client import fake_and_client
 
 from aily_async import AilyClient, PollPolicy, RetryPolicy
 from aily_async.testing import FakeAily
@@ -15,22 +16,12 @@ from aily_async.testing import FakeAily
 FIXED = PollPolicy(interval=0.5, backoff=1.5, max_interval=10.0, jitter=0.0, adaptive=False)
 
 
-@asynccontextmanager
-async def aily(
-    *, client: dict[str, Any] | None = None, **fake_options: Any
-) -> AsyncIterator[tuple[FakeAily, AilyClient]]:
-    """A FakeAily and a client for it (no limiter, retries without waiting)."""
-    options: dict[str, Any] = {
-        "retry": RetryPolicy.no_wait(),
-        "limiter": None,
-        "poll_interval": 0.5,
-    }
-    options.update(client or {})
-    async with (
-        FakeAily(**fake_options) as fake,
-        AilyClient("cli_test", "test-secret", base_url=fake.url, **options) as aily_client,
-    ):
-        yield fake, aily_client
+def aily(
+    *, client: dict[str, Any] | None = None, **fake: Any
+) -> AbstractAsyncContextManager[tuple[FakeAily, AilyClient]]:
+    """A FakeAily and a client for it (no limiter, retries without waiting, polls every 0.5 s)."""
+    defaults = {"retry": RetryPolicy.no_wait(), "limiter": None, "poll_interval": 0.5}
+    return fake_and_client(defaults, client, **fake)
 
 
 def client_tasks() -> list[asyncio.Task[Any]]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
+from _fake_client import fake_and_client
 from _vloop import virtual_time
 
 from aily_async import (
@@ -25,17 +26,11 @@ from aily_async.testing import ROUTES, FakeAily, RunPlan
 APP_ID = "spring_449d72db2f__c"
 
 
-@asynccontextmanager
-async def aily(
+def aily(
     *, client: dict[str, Any] | None = None, **fake: Any
-) -> AsyncIterator[tuple[FakeAily, AilyClient]]:
-    options: dict[str, Any] = {"limiter": None, "retry": RetryPolicy()}
-    options.update(client or {})
-    async with (
-        FakeAily(**fake) as server,
-        AilyClient("cli_test", "test-secret", base_url=server.url, **options) as aily_client,
-    ):
-        yield server, aily_client
+) -> AbstractAsyncContextManager[tuple[FakeAily, AilyClient]]:
+    """A FakeAily and a client for it (no limiter, the default retries)."""
+    return fake_and_client({"limiter": None, "retry": RetryPolicy()}, client, **fake)
 
 
 @virtual_time

