@@ -38,40 +38,6 @@ __all__ = ["AgentArtifacts", "AgentAttachments", "AgentChats", "AgentSessions", 
 TEXT_PART = "text"
 
 
-def _text(call: str, field: str, value: object, *, required: bool) -> str:
-    """A string argument (non-empty when required); no other rule is known."""
-    if not isinstance(value, str):
-        raise AilyValidationError(field, "must be a string", call=call, got=type(value).__name__)
-    if required and not value:
-        raise AilyValidationError(field, "must not be empty", call=call)
-    return value
-
-
-def _ids(call: str, field: str, value: object) -> list[str]:
-    """A list of non-empty strings (no length or count limit is documented)."""
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise AilyValidationError(
-            field, "must be a list of strings", call=call, got=type(value).__name__
-        )
-    items = list(value)
-    for index, item in enumerate(items):
-        _text(call, f"{field}[{index}]", item, required=True)
-    return items
-
-
-def _page_size(call: str, value: object) -> str:
-    # No maximum is documented for these lists.
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise AilyValidationError("page_size", "must be an int >= 1", call=call, got=repr(value))
-    return str(value)
-
-
-def _seconds(call: str, field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise AilyValidationError(field, "must be a number > 0", call=call, got=repr(value))
-    return float(value)
-
-
 class AgentSessions(Resource):
     """An agent's chat sessions (``client.agents.sessions``)."""
 
@@ -83,7 +49,7 @@ class AgentSessions(Resource):
         """Create a chat session (optionally named)."""
         call = "agents.sessions.create"
         aid = v.path_id(call, "agent_id", agent_id)
-        body = {} if name is None else {"name": _text(call, "name", name, required=False)}
+        body = {} if name is None else {"name": v.text(call, "name", name, required=False)}
         data = await self._transport.request(
             call, "POST", f"/agents/{aid}/sessions", body=body, safety="unsafe", timeout=timeout
         )
@@ -108,7 +74,9 @@ class AgentSessions(Resource):
         ``next_page_token``); ``timeout`` bounds each page's request."""
         call = "agents.sessions.list"
         aid = v.path_id(call, "agent_id", agent_id)
-        params = {} if page_size is None else {"page_size": _page_size(call, page_size)}
+        params = {}
+        if page_size is not None:
+            params["page_size"] = str(v.positive_int(call, "page_size", page_size))
         path = f"/agents/{aid}/sessions"
         return pages(
             self._transport, call, path, "sessions", AgentSession, params,
@@ -181,22 +149,22 @@ class AgentChats(Resource):
         stream: bool,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
-            "content": [{"type": TEXT_PART, "text": _text(call, "text", text, required=True)}]
+            "content": [{"type": TEXT_PART, "text": v.text(call, "text", text)}]
         }
         if attachment_ids is not None:
-            message["agent_attachment_ids"] = _ids(call, "attachment_ids", attachment_ids)
+            message["agent_attachment_ids"] = v.text_list(call, "attachment_ids", attachment_ids)
         body: dict[str, Any] = {"user_message": message}
         if stream:
             body["stream"] = True
         if session_id is not None:
-            body["session_id"] = _text(call, "session_id", session_id, required=True)
+            body["session_id"] = v.text(call, "session_id", session_id)
         return body
 
     def _options(
         self, call: str, poll_interval: float | None, max_wait: float | None
     ) -> tuple[PollPolicy | None, float | None]:
         poll = None if poll_interval is None else PollPolicy(interval=poll_interval)
-        wait = None if max_wait is None else _seconds(call, "max_wait", max_wait)
+        wait = None if max_wait is None else v.seconds(call, "max_wait", max_wait)
         return poll, wait
 
     async def create(
@@ -262,7 +230,7 @@ class AgentChats(Resource):
         body = self._body(call, text, session_id, attachment_ids, stream=True)
         implied, wait = self._options(call, poll_interval, max_wait)
         silence = self.read_timeout if read_timeout is None else read_timeout
-        silence = _seconds(call, "read_timeout", silence)
+        silence = v.seconds(call, "read_timeout", silence)
         terminal = tuple(terminal_statuses) if terminal_statuses is not None else None
         return AgentChatStream(
             call=call,
@@ -378,7 +346,7 @@ class AgentAttachments(Resource):
         if filename is not None and file is None:
             raise AilyValidationError("filename", "only goes with a file", call=call)
         fields = {
-            name: _text(call, name, value, required=True)
+            name: v.text(call, name, value)
             for name, value in (("type", type), ("doc_url", doc_url))
             if value is not None
         }
@@ -424,7 +392,7 @@ class Agents(Resource):
         the service refuses a tenant token."""
         call = "agents.check_visibility"
         aid = v.path_id(call, "agent_id", agent_id)
-        body = {"channel_type": _text(call, "channel_type", channel_type, required=True)}
+        body = {"channel_type": v.text(call, "channel_type", channel_type)}
         data = await self._transport.request(
             call, "POST", f"/agents/{aid}/agent_visibility/check", body=body, timeout=timeout
         )

@@ -26,6 +26,7 @@ from aiohttp import FormData
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
+from . import _validation as v
 from ._errors import AilyValidationError
 
 __all__ = ["FileSource", "Upload"]
@@ -200,10 +201,7 @@ class Upload:
 
 
 def _text(call: str, field: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise AilyValidationError(field, "must be a string", call=call, got=type(value).__name__)
-    if not value:
-        raise AilyValidationError(field, "must not be empty", call=call)
+    value = v.text(call, field, value)
     if _has_control(value):
         raise AilyValidationError(field, "must not contain control characters", call=call)
     return value

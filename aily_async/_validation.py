@@ -168,11 +168,11 @@ def page_size(call: str, value: object) -> int:
     return value
 
 
-def text(call: str, field: str, value: object) -> str:
-    """A non-empty string, for fields whose length the API does not document."""
+def text(call: str, field: str, value: object, *, required: bool = True) -> str:
+    """A string (non-empty when required), for fields whose length the API does not document."""
     if not isinstance(value, str):
         raise AilyValidationError(field, "must be a string", call=call, got=type(value).__name__)
-    if not value:
+    if required and not value:
         raise AilyValidationError(field, "must not be empty", call=call)
     return value
 
