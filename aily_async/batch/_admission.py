@@ -15,9 +15,26 @@ from ._inputs import KeyFunction
 from ._items import Item
 from ._results import BatchResult, restored
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "item_key"]
 
 T = TypeVar("T")
+
+
+def item_key(
+    index: int, raw: Any, key_fn: KeyFunction | None, seen: set[Key]
+) -> Key | BatchResult[Any]:
+    """Input ``raw``'s key (noted in ``seen``), or its failure: a bad or duplicate key."""
+    try:
+        key = index if key_fn is None else key_fn(raw)
+        if not is_key(key):
+            raise TypeError(f"key() must return a str or an int, got {type(key).__name__}")
+    except Exception as exc:
+        return BatchResult(index, index, raw, error=exc)
+    if key in seen:
+        duplicate = ValueError(f"duplicate key {key!r} (input #{index}): keys must be unique")
+        return BatchResult(index, key, raw, error=duplicate)
+    seen.add(key)
+    return key
 
 
 class Admission(Generic[T]):
@@ -46,16 +63,9 @@ class Admission(Generic[T]):
 
     def admit(self, index: int, raw: Any) -> Item | BatchResult[T]:
         """The item input ``raw`` (number ``index``) becomes, or its result at once."""
-        try:
-            key = index if self._key_fn is None else self._key_fn(raw)
-            if not is_key(key):
-                raise TypeError(f"key() must return a str or an int, got {type(key).__name__}")
-        except Exception as exc:
-            return BatchResult(index, index, raw, error=exc)
-        if key in self._seen:
-            duplicate = ValueError(f"duplicate key {key!r} (input #{index}): keys must be unique")
-            return BatchResult(index, key, raw, error=duplicate)
-        self._seen.add(key)
+        key = item_key(index, raw, self._key_fn, self._seen)
+        if isinstance(key, BatchResult):
+            return key
         record = self._restored.get(key)
         pending: Mapping[str, Any] | None = None
         if record is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any
 
+from .. import _validation as v
 from .._errors import AilyValidationError
 from ._checkpoint import Key
 
@@ -21,7 +22,10 @@ __all__ = [
     "KeyOption",
     "key_option",
     "run_args",
+    "run_batch",
     "skill_args",
+    "skill_batch",
+    "skill_call",
     "without",
 ]
 
@@ -57,6 +61,36 @@ def skill_args(raw: Any) -> dict[str, Any]:
         call="batch.skills",
         got=type(raw).__name__,
     )
+
+
+def skill_call(raw: Any, field: str | None, biz_user_id: str | None) -> dict[str, Any]:
+    """The ``skills.start`` arguments of a skill input (key ``field`` dropped), with the
+    batch's ``biz_user_id`` unless the input names its own."""
+    args = skill_args(without(raw, field))
+    if biz_user_id is not None:
+        args.setdefault("biz_user_id", biz_user_id)
+    return args
+
+
+def skill_batch(call: str, app_id: str, skill_id: str, biz_user_id: str | None) -> dict[str, Any]:
+    """Check a skill batch's arguments; return what defines it (its checkpoint's header,
+    the same for ``client.batch`` and ``aily_async.queue``)."""
+    v.app_id(call, app_id)
+    v.skill_id(call, skill_id)
+    kind = "skills.start"
+    return {"kind": kind, "app_id": app_id, "skill_id": skill_id, "biz_user_id": biz_user_id}
+
+
+def run_batch(
+    call: str, app_id: str, skill_id: str | None, timeout: float | None, biz_user_id: str | None
+) -> dict[str, Any]:
+    """Check a run batch's arguments; return what defines it (see :func:`skill_batch`)."""
+    v.check_str(call, "app_id", app_id, max_len=64, required=True)
+    if skill_id is not None:
+        v.check_str(call, "skill_id", skill_id, max_len=32, required=True)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return {"kind": "runs", "app_id": app_id, "skill_id": skill_id, "biz_user_id": biz_user_id}
 
 
 def run_args(raw: Any) -> dict[str, Any]:

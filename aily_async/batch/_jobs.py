@@ -14,7 +14,6 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol, TypeVar
 
-from .. import _validation as v
 from .._models import RunResult, SkillResult, converter
 from .._polling import PollPolicy
 from .._resources import Skills
@@ -25,8 +24,9 @@ from ._inputs import (
     Inputs,
     KeyOption,
     key_option,
-    skill_args,
-    without,
+    run_batch,
+    skill_batch,
+    skill_call,
 )
 from ._items import Item, Worker
 from ._progress import ProgressOption
@@ -102,16 +102,12 @@ class Batch:
         ``input``, ``files``, ``variables``, ``biz_user_id``). Each value is a
         :class:`SkillResult`.
         """
-        call = "batch.skills"
-        v.app_id(call, app_id)
-        v.skill_id(call, skill_id)
+        identity = skill_batch("batch.skills", app_id, skill_id, biz_user_id)
         client = self._client
         key_fn, field = key_option(key, keep=SKILL_FIELDS)
 
         async def work(item: Item, slot: Worker) -> SkillResult:
-            args = skill_args(without(item.input, field))
-            if biz_user_id is not None:
-                args.setdefault("biz_user_id", biz_user_id)
+            args = skill_call(item.input, field, biz_user_id)
             return await client.skills.start(app_id, skill_id, **args)
 
         return BatchRun(
@@ -127,12 +123,7 @@ class Batch:
             grace=grace,
             effect="skills.start",
             decode=_decode_skill,
-            identity={
-                "kind": "skills.start",
-                "app_id": app_id,
-                "skill_id": skill_id,
-                "biz_user_id": biz_user_id,
-            },
+            identity=identity,
         )
 
     def runs(
@@ -162,14 +153,9 @@ class Batch:
         worker, reused). ``timeout``: seconds an item's run may take before it is cancelled
         and the item fails.
         """
-        call = "batch.runs"
-        v.check_str(call, "app_id", app_id, max_len=64, required=True)
+        identity = run_batch("batch.runs", app_id, skill_id, timeout, biz_user_id)
         if session not in ("fresh", "per_worker"):
             raise ValueError(f"session must be 'fresh' or 'per_worker', got {session!r}")
-        if skill_id is not None:
-            v.check_str(call, "skill_id", skill_id, max_len=32, required=True)
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         key_fn, field = key_option(key, keep=(*RUN_FIELDS, "content"))
         work = RunWork(
             self._client,
@@ -181,12 +167,6 @@ class Batch:
             poll=poll,
             biz_user_id=biz_user_id,
         )
-        identity = {
-            "kind": "runs",
-            "app_id": app_id,
-            "skill_id": skill_id,
-            "biz_user_id": biz_user_id,
-        }
         return BatchRun(
             self._client,
             "runs",

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aily_async.batch import RUN_FIELDS, SKILL_FIELDS, BatchResult, BatchRun, ProgressBar
+from aily_async.batch._checkpoint import dumps
 
 from ._common import EXIT_ERROR, EXIT_OK, UsageError, make_client
 from ._interrupts import current
@@ -91,9 +92,7 @@ def _same_file(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def _line(record: Any) -> str:
-    """One compact JSON line, as a checkpoint writes it (non-JSON values as their ``repr``)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=repr)
+_line = dumps  # one compact JSON line, as a checkpoint writes it
 
 
 def _say(text: str, bar: ProgressBar | None) -> None:

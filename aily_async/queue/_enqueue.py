@@ -28,8 +28,8 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix
 from arq.jobs import Job
 
-from .. import _validation as v
-from .._models import RunResult, SkillResult, converter
+from .._models import RunResult, SkillResult
+from ..batch._admission import item_key as key_of
 from ..batch._checkpoint import Checkpoint, Key, is_key
 from ..batch._inputs import (
     RUN_FIELDS,
@@ -38,9 +38,12 @@ from ..batch._inputs import (
     KeyOption,
     key_option,
     run_args,
+    run_batch,
     skill_args,
+    skill_batch,
     without,
 )
+from ..batch._jobs import _decode_run, _decode_skill
 from ..batch._results import BatchResult, restored
 from ._collect import QueuedBatch, Wanted
 from ._job import JOB_NAME, Spec
@@ -51,14 +54,6 @@ __all__ = ["AilyQueue"]
 
 #: Items looked up in Redis at a time while enqueuing.
 CHUNK = 200
-
-
-def _decode_skill(raw: Any) -> SkillResult:
-    return converter.structure(raw, SkillResult)
-
-
-def _decode_run(raw: Any) -> RunResult:
-    return converter.structure(raw, RunResult)
 
 
 class AilyQueue:
@@ -130,15 +125,7 @@ class AilyQueue:
     ) -> QueuedBatch[SkillResult]:
         """Enqueue a start of skill ``skill_id`` of app ``app_id`` per input (a query string
         or a dict of ``skills.start`` arguments), as batch ``name``."""
-        call = "queue.skills"
-        v.app_id(call, app_id)
-        v.skill_id(call, skill_id)
-        identity = {
-            "kind": "skills.start",
-            "app_id": app_id,
-            "skill_id": skill_id,
-            "biz_user_id": biz_user_id,
-        }
+        identity = skill_batch("queue.skills", app_id, skill_id, biz_user_id)
         return await self._enqueue(
             name, identity, inputs, key, SKILL_FIELDS, skill_args, _decode_skill, timeout=None
         )
@@ -157,18 +144,7 @@ class AilyQueue:
         """Enqueue a question to app ``app_id`` per input (a message string or a dict with
         ``message``; a fresh session each), as batch ``name``. ``timeout``: seconds a run may
         take before it is cancelled and its item fails."""
-        call = "queue.runs"
-        v.check_str(call, "app_id", app_id, max_len=64, required=True)
-        if skill_id is not None:
-            v.check_str(call, "skill_id", skill_id, max_len=32, required=True)
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        identity = {
-            "kind": "runs",
-            "app_id": app_id,
-            "skill_id": skill_id,
-            "biz_user_id": biz_user_id,
-        }
+        identity = run_batch("queue.runs", app_id, skill_id, timeout, biz_user_id)
         keep = (*RUN_FIELDS, "content")
         return await self._enqueue(
             name, identity, inputs, key, keep, run_args, _decode_run, timeout=timeout
@@ -320,16 +296,9 @@ def _refused(
     seen: set[Key],
 ) -> Key | BatchResult[Any]:
     """The item's key, or its failure at once (a bad or duplicate key, a bad input)."""
-    try:
-        key = index if key_fn is None else key_fn(raw)
-        if not is_key(key):
-            raise TypeError(f"key() must return a str or an int, got {type(key).__name__}")
-    except Exception as exc:
-        return BatchResult(index, index, raw, error=exc)
-    if key in seen:
-        duplicate = ValueError(f"duplicate key {key!r} (input #{index}): keys must be unique")
-        return BatchResult(index, key, raw, error=duplicate)
-    seen.add(key)
+    key = key_of(index, raw, key_fn, seen)
+    if isinstance(key, BatchResult):
+        return key
     try:
         check(without(raw, field))
     except Exception as exc:

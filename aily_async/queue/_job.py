@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 from .._client import AilyClient
 from .._errors import AilyError, AilyRateLimiterError
 from ..batch._checkpoint import Key, is_key
-from ..batch._inputs import skill_args, without
+from ..batch._inputs import skill_call
 from ..batch._items import Item, Worker
 from ..batch._results import BatchResult
 from ..batch._run_items import RunWork
@@ -238,9 +238,7 @@ class ItemJob:
                 marked = True
 
         try:
-            args = skill_args(without(spec.input, spec.field))
-            if identity.get("biz_user_id") is not None:
-                args.setdefault("biz_user_id", identity["biz_user_id"])
+            args = skill_call(spec.input, spec.field, identity.get("biz_user_id"))
         except Exception as exc:
             return await self._finish(error=exc)
         token = before_send.set(mark)
