@@ -40,23 +40,9 @@ __all__ = ["build_parser", "main"]
 
 def _fake_server(argv: Sequence[str]) -> int:
     """``aily fake-server``: the fake of :mod:`aily_async.testing`, served until Ctrl-C."""
-    from aily_async.testing import build_parser as fake_parser
-    from aily_async.testing import serve, server_options
+    from aily_async.testing._serve import main as serve_main
 
-    parser = fake_parser(prog="aily fake-server")
-    args = parser.parse_args(list(argv))
-    try:
-        options = server_options(args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        asyncio.run(serve(args.port, args.host, as_json=args.json, **options))
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-    except OSError as exc:
-        print(f"aily fake-server: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
+    return serve_main(list(argv), prog="aily fake-server")
 
 
 # -- the parser ------------------------------------------------------------------------------
@@ -275,10 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     try:
         return asyncio.run(interruptible(handler(args)))
-    except UsageError as exc:
-        print(f"aily: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except AilyValidationError as exc:
+    except (UsageError, AilyValidationError) as exc:
         print(f"aily: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except AilyError as exc:

@@ -8,15 +8,12 @@ from typing import TypeAlias
 
 import attrs
 
+from ._models import _non_negative
+
 __all__ = ["ChatPlan", "ChatRequest", "ChatScript", "RecordedAttachment"]
 
 #: The chat statuses the fake uses while a chat is going (the service documents none).
 ACTIVE_CHAT_STATUSES = frozenset({"QUEUED", "IN_PROGRESS"})
-
-
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 def _optional_count(_: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:

@@ -10,7 +10,6 @@ session timestamps are strings in the create and get answers but numbers in list
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +35,6 @@ __all__ = [
 #: The status the fake gives every chat session (the service documents none).
 SESSION_STATUS = "ACTIVE"
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstuvwxyz"
 
 
 @attrs.define(eq=False)
@@ -105,7 +103,9 @@ class SessionRecord:
 class AgentStore:
     """Every agent record of one fake, by id."""
 
-    def __init__(self) -> None:
+    def __init__(self, new_id: Callable[[str], str], next_seq: Callable[[], int]) -> None:
+        self.new_id = new_id
+        self.next_seq = next_seq
         self.sessions: dict[str, SessionRecord] = {}
         self.chats: dict[str, ChatRecord] = {}
         self.artifacts: dict[str, ArtifactRecord] = {}
@@ -113,22 +113,10 @@ class AgentStore:
         #: Agents the visibility check answers ``false`` for.
         self.invisible: set[str] = set()
         self.created_chats = 0
-        self._taken: set[str] = set()
-        self._rng = random.Random()
-        self._seq = 0
-
-    def new_id(self, prefix: str) -> str:
-        """An id never handed out before, such as ``"chat_" + 13 characters``."""
-        while True:
-            candidate = prefix + "".join(self._rng.choices(_ALPHABET, k=13))
-            if candidate not in self._taken:
-                self._taken.add(candidate)
-                return candidate
 
     def add_session(self, agent_id: str, name: str, now: float) -> SessionRecord:
         """A new chat session of ``agent_id``."""
-        self._seq += 1
-        session = SessionRecord(self.new_id("session_"), agent_id, name, now, self._seq)
+        session = SessionRecord(self.new_id("session_"), agent_id, name, now, self.next_seq())
         self.sessions[session.id] = session
         return session
 

@@ -163,7 +163,7 @@ class FakeAily:
         self._assets = AssetStore(self._store.new_id, self._store.next_seq)
         #: Data assets, uploads, tags and FAQ entries: inspect them, add tags and FAQs.
         self.knowledge = FakeKnowledge(self._assets, self._clock)
-        agents = AgentStore()
+        agents = AgentStore(self._store.new_id, self._store.next_seq)
         #: Agent sessions, chats and attachments: inspect them, hide agents.
         self.agents = FakeAgents(agents, self._clock)
         run_handlers = RunHandlers(

@@ -107,13 +107,9 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-#: The old private name, kept while ``aily_async.cli`` still calls it.
-_options = server_options
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Parse ``argv`` and serve until Ctrl-C; return the exit status."""
-    parser = build_parser()
+    parser = build_parser() if prog is None else build_parser(prog)
     args = parser.parse_args(argv)
     try:
         options = server_options(args)
@@ -124,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     except OSError as exc:
-        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        where = "" if prog is None else f"{prog}: "
+        print(f"{where}cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
