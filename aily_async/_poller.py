@@ -132,16 +132,6 @@ class Poller(Generic[S]):
         return self._polls
 
     @property
-    def polling(self) -> bool:
-        """True while the poll loop runs."""
-        return self._task is not None
-
-    @property
-    def waiters(self) -> int:
-        """How many waits and watches are under way."""
-        return self._subscribers
-
-    @property
     def policy(self) -> PollPolicy:
         """The polling policy."""
         return self._policy
@@ -346,8 +336,7 @@ class Poller(Generic[S]):
         return nap
 
     def __repr__(self) -> str:
-        state = "polling" if self._task is not None else "idle"
-        return f"<Poller {self._call} polls={self._polls} {state} waiters={self._subscribers}>"
+        return f"<Poller {self._call}{self.describe()}>"
 
 
 class _Expired(Exception):

@@ -308,8 +308,9 @@ class QueuedBatch(Generic[T]):
 
     def _count(self, result: BatchResult[T], checkpoint: Checkpoint | None) -> None:
         key = result.key
-        self._underway.discard(key_json(key))
-        self._deferred.discard(key_json(key))
+        kj = key_json(key)
+        self._underway.discard(kj)
+        self._deferred.discard(kj)
         if result.resumed:
             self._skipped += 1
         elif result.ok:
