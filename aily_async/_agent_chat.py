@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from ._agent_models import AGENT_CHAT_TERMINAL_STATUSES, AgentChat, AgentChatEvent
 from ._errors import AgentChatWaitTimeout
 from ._poller import Guard, Poller
-from ._polling import DurationStats, PollPolicy
+from ._polling import DurationStats, PollBudget, PollPolicy
 
 __all__ = ["AgentChatCalls", "AgentChatHandle", "chat_events", "terminal_set"]
 
@@ -90,6 +90,7 @@ class AgentChatHandle:
         stats: DurationStats,
         max_wait: float,
         terminal_statuses: Iterable[str] = AGENT_CHAT_TERMINAL_STATUSES,
+        budget: PollBudget | None = None,
     ) -> None:
         if not max_wait > 0:
             raise ValueError(f"max_wait must be > 0, got {max_wait!r}")
@@ -111,6 +112,7 @@ class AgentChatHandle:
             policy=policy,
             stats=stats,
             on_change=self._on_change,
+            budget=budget,
         )
 
     # -- state ----------------------------------------------------------------------------

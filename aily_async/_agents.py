@@ -27,7 +27,7 @@ from ._agent_models import (
 )
 from ._agent_stream import AgentChatStream, streamed_call
 from ._errors import AilyResponseError, AilyValidationError
-from ._polling import DurationStats, PollPolicy
+from ._polling import DurationStats, PollBudget, PollPolicy
 from ._resources import Resource, model, pages, structure
 from ._transport import Transport
 from ._uploads import FileSource, Upload
@@ -105,7 +105,14 @@ class AgentChats(Resource):
     creation; ``read_timeout`` (settable, seconds) is how long a stream may stay silent.
     """
 
-    __slots__ = ("_durations", "_poll", "max_wait", "read_timeout", "terminal_statuses")
+    __slots__ = (
+        "_budget",
+        "_durations",
+        "_poll",
+        "max_wait",
+        "read_timeout",
+        "terminal_statuses",
+    )
 
     def __init__(
         self,
@@ -119,6 +126,7 @@ class AgentChats(Resource):
         self._poll = poll
         #: Durations of the chats this client saw finish (feeds adaptive polling).
         self._durations = DurationStats()
+        self._budget = PollBudget()  # the agents.chats.get polls this client's chats share
         self.terminal_statuses: frozenset[str] = AGENT_CHAT_TERMINAL_STATUSES
         self.max_wait = max_wait
         self.read_timeout = read_timeout
@@ -138,6 +146,7 @@ class AgentChats(Resource):
             stats=self._durations,
             max_wait=self.max_wait if max_wait is None else max_wait,
             terminal_statuses=terminal_set(terminal_statuses, self.terminal_statuses),
+            budget=self._budget,
         )
 
     def _body(

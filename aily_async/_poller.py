@@ -104,6 +104,8 @@ class Poller(Generic[S]):
         self._policy = policy
         self._stats = stats
         self._on_change = on_change
+        if policy.share is not None and budget is None:
+            raise ValueError(f"{call}: a shared polling policy needs the budget it shares")
         self._budget = budget if policy.share is not None else None
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[asyncio.Future[None]] = []

@@ -29,6 +29,7 @@ from aily_async import (
     AilyTimeoutError,
     Answer,
     Limits,
+    PollPolicy,
     RetryPolicy,
 )
 from aily_async._wire import AiohttpWire
@@ -533,3 +534,21 @@ async def test_an_over_long_line_is_a_response_error() -> None:
             async for _ in client.agents.chats.stream(AGENT, "hi"):
                 pass
     assert wire.body.closed
+
+
+@virtual_time
+async def test_chats_share_the_polling_budget_like_runs() -> None:
+    """With the client's default polling (the shared budget), a few chats are polled every
+    0.5 s: each 10 s chat is noticed within a second of its end, not at the next step of a
+    backoff."""
+    async with aily(chat_script=ChatPlan(duration=10.0), client={"poll": PollPolicy.shared()}) as (
+        _,
+        client,
+    ):
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        handles = [await start(client) for _ in range(3)]
+        chats = await asyncio.gather(*handles)
+        assert all(chat.finish_reason or chat.status for chat in chats)
+        assert 10.0 <= loop.time() - began <= 11.0
+        assert all(h.polls >= 15 for h in handles)  # every 0.5 s, not 0.5, 1.5, 3.5, 7.5, 15.5
