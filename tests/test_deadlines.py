@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from _fake_client import fake_and_client
-from _vloop import virtual_time
+from _vloop import run_virtual, virtual_time
 
 from aily_async import (
     AilyClient,
@@ -105,8 +105,31 @@ async def test_a_window_bucket_is_asked_when_it_can_really_grant() -> None:
         session = await client.sessions.create(timeout=70.0)
         assert 60.0 <= loop.time() - began <= 62.0
         assert session.id
-        await asyncio.gather(*queued)
-        assert fake.route_counts()["sessions.create"] == 16
+        # 15 more at t=61: 4 take the last tokens of that round, 10 the next (t=122), so one
+        # queued behind them waits for the round after (t=183).
+        more = [asyncio.ensure_future(client.sessions.create()) for _ in range(15)]
+        await asyncio.sleep(0)
+        assert bucket.waiting == 11
+        assert 182.0 <= bucket.queue_wait() + (loop.time() - began) <= 184.0
+        await asyncio.gather(*queued, *more)
+        assert fake.route_counts()["sessions.create"] == 31
+
+
+def test_queue_wait_reads_the_record_of_grants() -> None:
+    """Grants at t=0 and t=5 of a 2-per-10 s bucket (no margin) and one waiter: the waiter
+    takes the token back at t=10, so a caller queued at t=5 behind it is served at t=15, 10 s
+    later (the record decides, not the head's wait alone)."""
+
+    async def main() -> float:
+        bucket = TokenBucket(2, 10.0, margin=0, ramp=False)
+        await bucket.acquire()
+        await asyncio.sleep(5.0)
+        await bucket.acquire()
+        asyncio.get_running_loop().create_task(bucket.acquire())
+        await asyncio.sleep(0)
+        return bucket.queue_wait()
+
+    assert run_virtual(main(), start=0.0, grace=0.0) == pytest.approx(10.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, True, float("nan"), "5"])
@@ -138,6 +161,7 @@ async def test_runs_run_timeout_bounds_the_whole_round_trip() -> None:
         assert info.value.call == "runs.run"
         assert str(info.value).startswith("runs.run: the round trip's timeout of 5s ran out")
         assert "sessions.create" in str(info.value)
+        assert str(info.value).count("runs.run:") == 1  # wrapped once
 
 
 # -- every call takes timeout= ---------------------------------------------------------------

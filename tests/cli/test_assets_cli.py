@@ -85,6 +85,18 @@ def test_upload_list_get_ask_delete(
         "import_knowledge_setting": {"file": {"token": token, "title": "Policy"}},
         "description": {"zh_cn": "退款"},
     }
+    status, out, _ = _run(
+        capsys, "assets", "create", APP, "--connect-type", "direct", "--source-type", "file",
+        "--file-token", token, "--mime-type", "text/plain", "--json",
+    )  # fmt: skip
+    assert status == 0
+    second = json.loads(out)["data_asset_id"]
+    assert server.fake.requests[-1].json["import_knowledge_setting"] == {
+        "file": {"token": token, "mime_type": "text/plain"}
+    }
+    status, out, _ = _run(capsys, "assets", "delete", APP, second)
+    assert (status, out) == (0, f"{second}\n")
+
     status, out, _ = _run(capsys, "assets", "list", APP)
     assert (status, out) == (0, f"{asset_id}\tSUCCESS\tPolicy\n")
     status, out, _ = _run(capsys, "assets", "list", APP, "--json", "--items", "--keyword", "refund")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from _queue_support import APP, FEISHU_APP, RedisServer, free_port
 
-from aily_async import AilyClient, LimiterTimeout, Limits
+from aily_async import AilyClient, LimiterTimeout, Limits, QuotaFeedback, TokenBucket
 from aily_async.batch import BatchResult
 from aily_async.queue import (
     AilyQueue,
@@ -89,6 +89,42 @@ async def test_the_gate_defers_an_effect_call_beyond_its_hold_and_nothing_else()
         await gate.for_call("runs.create").acquire(timeout=0.01)
     await limits.limiters["skills_start"].pause(0.1)  # a 429's pause, shorter than the hold
     await gate.for_call("skills.start").acquire()
+
+
+class Learning(TokenBucket):
+    """A bucket that notes the 429s it is told of and the grants asked ahead of the queue."""
+
+    __slots__ = ("firsts", "limits")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: list[int | None] = []
+        self.firsts = 0
+
+    async def acquire(self, timeout: float | None = None, *, first: bool = False) -> None:
+        self.firsts += first
+        await super().acquire(timeout, first=first)
+
+    async def pause(self, seconds: float, *, limit: int | None = None) -> None:
+        self.limits.append(limit)
+        await super().pause(seconds, limit=limit)
+
+
+async def test_the_gate_passes_answers_on_to_a_learning_bucket() -> None:
+    """Behind the gate a learning bucket still hears every answer: confirm() lets its ramp go
+    on at once, a 429's limit reaches pause(), and a call retried after a 429 asks first."""
+    inner = Learning(10, 60.0)  # ramping: the second grant waits for the first's answer
+    gated = QuotaGate(Limits(factory=lambda call, windows: inner), hold=1.0)
+    gate = gated.for_call("runs.create")
+    assert isinstance(gate, QuotaFeedback)
+    await gate.acquire()
+    assert inner.next_grant_in() > 0.5
+    gate.confirm()
+    assert inner.next_grant_in() == 0.0
+    await gate.acquire(first=True)
+    assert inner.firsts == 1
+    await gate.pause(0.0, limit=10)
+    assert inner.limits == [10]
 
 
 async def test_the_skill_mark_is_written_after_the_grant_and_before_the_request() -> None:
